@@ -1,0 +1,100 @@
+// One typed config struct per stage, filled from TOML once at start-up by load_config()
+// (config.cpp) and validated there; stages never read TOML themselves. Every key is documented in
+// configs/reference.toml; the defaults here are the defaults there.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace synth {
+
+// [run]: naming, seeding and reporting of one run.
+struct RunConfig {
+  std::string name = "run";          // run directory is <dir>/<name>
+  std::string dir = "runs";
+  uint64_t seed = 0;                 // root of every counter-based RNG key
+  double progress_seconds = 5.0;     // one console progress line this often
+};
+
+// [data]: where training images come from before the ring. source = "fmnist" | "image_folder" | "synthetic".
+struct DataConfig {
+  std::string source = "fmnist";
+  std::string train_path = "/usr/share/datasets/fashion-mnist";  // IDX folder or ImageFolder root
+  std::string class_file;            // optional: class list deciding folder-name -> label mapping
+  std::string on_corrupt = "error";  // "error" stops with the file name; "skip" counts and goes on
+  int64_t limit = 0;                 // use only the first N training images (0 = all)
+  int decode_threads = 2;            // producer threads decoding into the ring
+};
+
+// [ring]: the lock-free buffer between producers (decoders, generators) and the trainer.
+struct RingConfig {
+  int slots = 512;
+  int max_height = 512;              // slot capacity: max_height * max_width * 3 bytes
+  int max_width = 512;
+};
+
+// [augment]: the trainer-side augmentation. kind = "simple" (random resized crop + flip) | "dino".
+struct AugmentConfig {
+  std::string kind = "simple";
+  int crop_size = 224;
+  double scale_min = 0.08, scale_max = 1.0;
+  double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;
+  double flip_p = 0.5;
+  std::vector<double> mean = {0.485, 0.456, 0.406};
+  std::vector<double> std = {0.229, 0.224, 0.225};
+};
+
+// [model]: torchvision ResNet; width scales every stage's channels for tiny runs.
+struct ModelConfig {
+  std::string arch = "resnet50";     // resnet18 | resnet34 | resnet50
+  double width = 1.0;
+  int num_classes = 100;
+};
+
+// [optim]: SGD with warm-up then cosine (Goyal et al. 2017; Loshchilov & Hutter 2017).
+struct OptimConfig {
+  double lr = 0.1;                   // base lr at batch 256; actual = lr * batch / 256
+  double momentum = 0.9;
+  double weight_decay = 1e-4;
+  bool decay_bn_and_bias = false;
+  double warmup_fraction = 0.1;      // of total steps
+  double final_lr_fraction = 0.0;    // cosine floor as a fraction of the peak lr
+  double label_smoothing = 0.0;
+};
+
+// [train]: the loop itself.
+struct TrainConfig {
+  int64_t batch_size = 256;          // global batch (images, not crops)
+  int64_t total_images = 12668900;   // run length in images (the stream has no epochs)
+  std::string device = "cpu";        // cpu | cuda
+  std::string precision = "fp32";    // fp32 | fp16 | bf16
+  int threads = 0;                   // intra-op threads (0 = LibTorch default)
+  int64_t checkpoint_every_images = 0;  // 0 = only at the end
+  int keep_checkpoints = 2;
+};
+
+// [eval]: periodic top-1/top-5 on real held-out images.
+struct EvalConfig {
+  std::string source = "fmnist";     // fmnist | image_folder
+  std::string path = "/usr/share/datasets/fashion-mnist";
+  int64_t every_images = 0;          // 0 = only at the end
+  int64_t limit = 0;                 // 0 = whole set
+  int64_t batch_size = 256;
+  int resize = 256;                  // shorter side before centre crop (ImageFolder sets)
+  int crop = 224;
+};
+
+struct Config {
+  RunConfig run;
+  DataConfig data;
+  RingConfig ring;
+  AugmentConfig augment;
+  ModelConfig model;
+  OptimConfig optim;
+  TrainConfig train;
+  EvalConfig eval;
+  std::string source_file;           // the TOML file it came from
+};
+
+}  // namespace synth

@@ -1,0 +1,33 @@
+// Real-image datasets: random access by position, so a seeded permutation decides the order and
+// a restart can resume at any position. Implementations: Fashion-MNIST IDX (idx.cpp) and
+// ImageFolder trees (image_folder.cpp).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/image.hpp"
+
+namespace synth {
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual int64_t size() const = 0;
+  virtual int num_classes() const = 0;
+  virtual int label(int64_t i) const = 0;
+  // Loads image i as RGB (gray sources replicated to 3 channels). Throws InputError naming the
+  // file for unreadable/corrupt images.
+  virtual ImageU8 load(int64_t i) const = 0;
+  virtual std::string describe(int64_t i) const = 0;  // file name (or file:record) for errors
+  virtual std::vector<std::string> class_names() const = 0;
+};
+
+// Fashion-MNIST style IDX pair in `dir`: split is "train" or "t10k"; gzip or plain files.
+std::unique_ptr<Dataset> open_idx_dataset(const std::string& dir, const std::string& split);
+// ImageFolder: one sub-folder per class. Folder names are WordNet ids looked up in `class_ids`
+// (when non-empty; an unknown folder is an InputError), else sorted folder names become labels.
+std::unique_ptr<Dataset> open_image_folder(const std::string& root, const std::vector<std::string>& class_ids = {});
+
+}  // namespace synth

@@ -1,0 +1,22 @@
+// The one image type that crosses stage boundaries on the host: uint8, HWC, RGB.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace synth {
+
+struct ImageU8 {
+  int height = 0, width = 0, channels = 3;
+  std::vector<uint8_t> pixels;  // height * width * channels bytes, row-major HWC
+  size_t bytes() const { return size_t(height) * width * channels; }
+};
+
+// Decode a JPEG (libjpeg-turbo) or PNG (libpng) file to RGB; grayscale and palette are expanded,
+// alpha dropped. Throws InputError naming the file on any decoder error (never longjmps out).
+ImageU8 decode_image_file(const std::string& path);
+ImageU8 decode_image_memory(const uint8_t* data, size_t size, const std::string& name_for_errors);
+// Write an 8-bit RGB (or gray, channels = 1) PNG atomically (temp file, fsync, rename).
+void write_png(const std::string& path, const ImageU8& image);
+
+}  // namespace synth
