@@ -1,0 +1,40 @@
+// The training loop: pops ordered batches from the ring, augments, steps, evaluates, checkpoints.
+// The app wires the run directory (log, metrics) and the evaluator in through TrainHooks, so this
+// stage does not depend on eval.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "config/config.hpp"
+
+namespace torch::nn { class Module; }
+
+namespace synth {
+
+struct EvalResult {
+  std::string set;      // e.g. "fmnist-test", "in100-val"
+  int64_t images = 0;
+  double top1 = 0, top5 = 0;  // fractions in [0, 1]
+};
+
+struct TrainHooks {
+  std::function<void(const std::string&)> log;        // one human-readable line (console + log.txt)
+  std::function<void(const nlohmann::json&)> metrics; // one object -> one line of metrics.jsonl
+};
+
+struct TrainSummary {
+  int64_t steps = 0;
+  uint64_t images_trained = 0;
+  uint64_t duplicates = 0, gaps = 0;
+  EvalResult last_eval;
+  double seconds = 0;
+};
+
+// Trains per cfg in run_dir (checkpoints go to run_dir/checkpoints). With resume, continues from
+// the newest checkpoint there; otherwise starts fresh.
+TrainSummary run_training(const Config& cfg, const std::string& run_dir, bool resume, const TrainHooks& hooks);
+
+}  // namespace synth
