@@ -5,12 +5,12 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
+#include <torch/torch.h>
 
 #include "config/config.hpp"
-
-namespace torch::nn { class Module; }
 
 namespace synth {
 
@@ -20,9 +20,15 @@ struct EvalResult {
   double top1 = 0, top5 = 0;  // fractions in [0, 1]
 };
 
+// Maps a batch of normalized images (N x 3 x H x W, float) to logits (N x classes); the evaluator
+// only ever sees this, never the model type.
+using Classifier = std::function<torch::Tensor(const torch::Tensor&)>;
+
 struct TrainHooks {
   std::function<void(const std::string&)> log;        // one human-readable line (console + log.txt)
   std::function<void(const nlohmann::json&)> metrics; // one object -> one line of metrics.jsonl
+  // Periodic evaluation on real held-out images (empty: no evaluation). Called in eval mode.
+  std::function<std::vector<EvalResult>(const Classifier&)> evaluate;
 };
 
 struct TrainSummary {
