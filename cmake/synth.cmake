@@ -73,6 +73,7 @@ endfunction()
 function(synth_app name source)
   add_executable(${name} ${source})
   target_link_libraries(${name} PRIVATE ${ARGN})
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/bin)
   synth_use_torch(${name})
 endfunction()
 
