@@ -1,0 +1,86 @@
+// Reader and writer for the safetensors format (Hugging Face): an 8-byte little-endian header
+// length N, N bytes of JSON {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__":
+// {...}}, then the raw little-endian tensor bytes; offsets are relative to the end of the header.
+// Files are memory-mapped read-only and validated completely at open, so every later access is in
+// bounds: nothing is allocated from a size that has not been checked against the file.
+//
+// Also the strict module loader: parameters and buffers of a torch::nn::Module are matched to
+// tensors by name (module names mirror the diffusers/transformers keys). It lives here, in the io
+// stage, because both the text stage (CLIP) and the diffusion stage (U-Net, VAE) load weights and
+// the text stage comes first; diffusion/weights.hpp re-exports it.
+#pragma once
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace torch::nn {
+class Module;
+}
+
+namespace synth {
+
+struct TensorInfo {
+  std::string name;
+  std::string dtype;  // "F64","F32","F16","BF16","I64","I32","I16","I8","U8","BOOL"
+  std::vector<int64_t> shape;
+  uint64_t begin = 0, end = 0;  // byte range inside the data section
+};
+
+class SafeTensorsFile {
+ public:
+  // Maps and validates the file; throws InputError naming the file (and tensor) on any defect.
+  static SafeTensorsFile open(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  std::vector<std::string> names() const;  // sorted
+  bool contains(const std::string& name) const { return infos_.count(name) != 0; }
+  const TensorInfo& info(const std::string& name) const;  // InputError "<file>: no tensor '<name>'"
+  // A fresh CPU tensor owning its memory, converted to `as` (F16/BF16 -> F32 is exact).
+  torch::Tensor tensor(const std::string& name, torch::Dtype as = torch::kFloat32) const;
+  // The tensor in its stored dtype.
+  torch::Tensor tensor_raw(const std::string& name) const;
+  const nlohmann::json& metadata() const { return metadata_; }  // __metadata__ or empty object
+
+ private:
+  struct Mapping;
+  std::string path_;
+  std::shared_ptr<const Mapping> map_;
+  const uint8_t* data_ = nullptr;  // start of the data section inside the mapping
+  std::map<std::string, TensorInfo> infos_;
+  nlohmann::json metadata_ = nlohmann::json::object();
+};
+
+// Writes the tensors (any device, contiguity, supported dtype) in the given order, atomically:
+// a temporary file next to `path`, fsync, rename. Duplicate or empty names -> InputError.
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+// Safetensors dtype string <-> torch dtype; unknown -> InputError naming `context`.
+torch::Dtype safetensors_dtype(const std::string& dtype, const std::string& context);
+std::string safetensors_dtype_name(torch::Dtype dtype, const std::string& context);
+
+// How module names meet file keys in load_module_weights. File key of parameter `p` is
+// prefix + rename(p) (rename defaults to identity). Tensors whose key starts with one of
+// `ignore_prefixes` are allowed to be left unused (e.g. a VAE's encoder when only decoding).
+struct WeightLoadOptions {
+  std::string prefix;
+  std::vector<std::string> ignore_prefixes;
+  std::function<std::string(const std::string&)> rename;
+};
+
+// Strict loading: every parameter and buffer of `m` must be in the file with the same shape
+// ("<file>: tensor '<key>' has shape [..] but the model expects [..]", "<file>: missing tensor
+// '<key>'"), and every tensor in the file must be used or ignored ("<file>: unexpected tensor
+// '<key>'"). Values are converted to each parameter's dtype and copied to its device. Nothing is
+// modified unless the whole file matches.
+void load_module_weights(torch::nn::Module& m, const SafeTensorsFile& f, const std::string& prefix = "");
+void load_module_weights(torch::nn::Module& m, const SafeTensorsFile& f, const WeightLoadOptions& options);
+
+}  // namespace synth
