@@ -1,0 +1,107 @@
+// The prompt stream: a pure function from (run seed, global image index) to what the generator
+// makes for that index (class, template, scene, noise seed, prompt text). Any image of the
+// infinite stream is addressable and reproducible, and no decision depends on how indices are
+// spread over generator processes, batches or threads.
+//
+// Class choice. Balanced (default): indices are cut into blocks of N*k (N classes, k = block
+// multiplier); block b is a Fisher-Yates permutation of k copies of every class keyed by
+// CounterRng(seed, b, kPromptClass), so every full block holds each class exactly k times.
+// Weighted (class weights file, e.g. the real ImageNet per-class image counts the paper keeps):
+// index i draws its class from the weights with Walker's alias method keyed by
+// CounterRng(seed, i, kPromptClass, sub 1).
+// Template: drawn from the template weights with CounterRng(seed, i, kPromptTemplate).
+// Scene (only for templates with "inside b"): uniform over Places365, CounterRng(seed, i, kPromptScene).
+// Noise seed: CounterRng(seed, i, kNoise).next_u64(), for consumers that want a single 64-bit seed.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "prompts/classes.hpp"
+#include "prompts/templates.hpp"
+
+namespace synth {
+
+// [prompts] of a run (the lead wires it into the TOML config).
+struct PromptStreamConfig {
+  uint64_t seed = 0;
+  std::string class_file = "configs/classes/imagenet100.tsv";
+  std::string scene_file = "configs/data/places365_categories.txt";  // read only if a scene template is used
+  // Template names (see templates.hpp) and their mixture weights; empty weights = uniform.
+  std::vector<std::string> templates = {"c", "c_hc", "c_dc", "multiple_c_hc", "multiple_different_c_hc", "c_hc_inside_b"};
+  std::vector<double> template_weights;
+  int64_t block_multiplier = 1;      // k: every block of N*k indices holds each class k times
+  std::string class_weights_file;    // optional: "<id or name> <weight>" per line; empty = balanced
+};
+
+struct PromptEntry {
+  uint64_t index = 0;
+  int32_t class_index = 0;           // row of the class file = training label
+  PromptTemplate prompt_template = PromptTemplate::kC;
+  int32_t scene = -1;                // index into the scene list, -1 if the template has no scene
+  uint64_t noise_seed = 0;
+  std::string prompt;
+};
+
+// Class weights file: one class per line, "<key> <weight>" where key is the class id, or the class
+// name for classes without id, and weight a non-negative number (last whitespace-separated field).
+// Returns one weight per class in class-file order. InputError naming the file for unknown or
+// missing classes, bad numbers, or an all-zero total.
+std::vector<double> load_class_weights(const std::string& path, const std::vector<ClassInfo>& classes);
+
+class PromptStream {
+ public:
+  // Validates everything up front (so generation never fails half-way): template names and
+  // weights, class fields each weighted template needs, scenes present if needed, k >= 1 and a
+  // block of at most 2^26 entries, class weights finite and non-negative with a positive sum.
+  PromptStream(uint64_t seed, std::vector<ClassInfo> classes, std::vector<PromptTemplate> templates,
+               std::vector<double> template_weights, std::vector<std::string> scenes, int64_t block_multiplier = 1,
+               std::vector<double> class_weights = {});
+  // Reads the class, scene and weight files the config names.
+  static PromptStream from_config(const PromptStreamConfig& config);
+
+  PromptEntry at(uint64_t index) const;
+  // Entries begin, begin+1, ..., end-1 (same as calling at() for each, but one permutation per block).
+  std::vector<PromptEntry> range(uint64_t begin, uint64_t end) const;
+  int32_t class_at(uint64_t index) const;
+
+  const std::vector<ClassInfo>& classes() const { return classes_; }
+  const std::vector<std::string>& scenes() const { return scenes_; }
+  const std::vector<PromptTemplate>& templates() const { return templates_; }
+  const std::vector<double>& template_weights() const { return template_weights_; }
+  bool balanced() const { return alias_prob_.empty(); }
+  uint64_t block_size() const { return block_size_; }
+  uint64_t seed() const { return seed_; }
+
+ private:
+  // The class permutation of one block; the last one computed is kept (most callers walk
+  // indices in order).
+  std::shared_ptr<const std::vector<int32_t>> block(uint64_t b) const;
+  PromptEntry entry(uint64_t index, int32_t class_index) const;
+  int32_t weighted_class(uint64_t index) const;
+
+  uint64_t seed_;
+  std::vector<ClassInfo> classes_;
+  std::vector<PromptTemplate> templates_;
+  std::vector<double> template_weights_;   // normalized
+  std::vector<double> template_cdf_;
+  std::vector<std::string> scenes_;
+  uint64_t block_size_ = 0;
+  std::vector<double> alias_prob_;         // Walker alias tables (weighted mode only)
+  std::vector<int32_t> alias_;
+  // Behind a pointer so the stream stays movable.
+  struct BlockCache {
+    std::mutex mutex;
+    uint64_t block = UINT64_MAX;
+    std::shared_ptr<const std::vector<int32_t>> perm;
+  };
+  std::unique_ptr<BlockCache> cache_ = std::make_unique<BlockCache>();
+};
+
+// "index<TAB>class<TAB>id<TAB>template<TAB>scene<TAB>noise_seed<TAB>prompt" lines (with that header)
+// for `count` entries from `begin`: what `stream-sample --list-prompts N` prints.
+std::string format_prompt_listing(const PromptStream& stream, uint64_t begin, uint64_t count);
+
+}  // namespace synth
