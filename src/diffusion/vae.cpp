@@ -1,0 +1,135 @@
+#include "diffusion/vae.hpp"
+
+#include "core/error.hpp"
+#include "diffusion/blocks.hpp"
+#include "diffusion/weights.hpp"
+
+namespace synth {
+
+namespace {
+// diffusers builds the VAE's norms with eps 1e-6 (Decoder: resnet_eps=1e-6, conv_norm_out eps=1e-6).
+constexpr double kVaeEps = 1e-6;
+}  // namespace
+
+struct VaeMidBlock : torch::nn::Module {
+  VaeMidBlock(int64_t channels, int64_t groups, bool attention) {
+    resnets = register_module("resnets", torch::nn::ModuleList());
+    for (int i = 0; i < 2; ++i)
+      resnets->push_back(ResnetBlock2D(ResnetBlock2DOptions{channels, channels, 0, groups, kVaeEps, 1.0}));
+    if (attention) {
+      attentions = register_module("attentions", torch::nn::ModuleList());
+      attentions->push_back(VaeAttention(channels, groups, kVaeEps, 1));
+    }
+  }
+  torch::Tensor forward(torch::Tensor h) {
+    h = resnets[0]->as<ResnetBlock2DImpl>()->forward(h);
+    if (attentions) h = attentions[0]->as<VaeAttentionImpl>()->forward(h);
+    return resnets[1]->as<ResnetBlock2DImpl>()->forward(h);
+  }
+  torch::nn::ModuleList resnets{nullptr}, attentions{nullptr};
+};
+
+struct UpDecoderBlock : torch::nn::Module {
+  UpDecoderBlock(int64_t in, int64_t out, int64_t layers, int64_t groups, bool upsample) {
+    resnets = register_module("resnets", torch::nn::ModuleList());
+    for (int64_t j = 0; j < layers; ++j)
+      resnets->push_back(ResnetBlock2D(ResnetBlock2DOptions{j == 0 ? in : out, out, 0, groups, kVaeEps, 1.0}));
+    if (upsample) {
+      upsamplers = register_module("upsamplers", torch::nn::ModuleList());
+      upsamplers->push_back(Upsample2D(out, out));
+    }
+  }
+  torch::Tensor forward(torch::Tensor h) {
+    for (const auto& r : *resnets) h = r->as<ResnetBlock2DImpl>()->forward(h);
+    if (upsamplers) h = upsamplers[0]->as<Upsample2DImpl>()->forward(h);
+    return h;
+  }
+  torch::nn::ModuleList resnets{nullptr}, upsamplers{nullptr};
+};
+
+struct VaeDecoderNet : torch::nn::Module {
+  explicit VaeDecoderNet(const VaeConfig& c) {
+    const auto& ch = c.block_out_channels;
+    const int64_t n = int64_t(ch.size());
+    conv_in = register_module("conv_in", torch::nn::Conv2d(torch::nn::Conv2dOptions(c.latent_channels, ch.back(), 3).padding(1)));
+    mid_block = register_module("mid_block", std::make_shared<VaeMidBlock>(ch.back(), c.norm_num_groups, c.mid_block_add_attention));
+    up_blocks = register_module("up_blocks", torch::nn::ModuleList());
+    int64_t out = ch.back();
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t prev = out;
+      out = ch[size_t(n - 1 - i)];
+      up_blocks->push_back(std::make_shared<UpDecoderBlock>(prev, out, c.layers_per_block + 1, c.norm_num_groups, i != n - 1));
+    }
+    conv_norm_out = register_module(
+        "conv_norm_out", torch::nn::GroupNorm(torch::nn::GroupNormOptions(c.norm_num_groups, ch.front()).eps(kVaeEps)));
+    conv_out = register_module("conv_out", torch::nn::Conv2d(torch::nn::Conv2dOptions(ch.front(), c.out_channels, 3).padding(1)));
+  }
+  torch::Tensor forward(const torch::Tensor& z) {
+    auto h = mid_block->forward(conv_in(z));
+    for (const auto& b : *up_blocks) h = b->as<UpDecoderBlock>()->forward(h);
+    return conv_out(torch::silu(conv_norm_out(h)));
+  }
+  torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
+  std::shared_ptr<VaeMidBlock> mid_block;
+  torch::nn::ModuleList up_blocks{nullptr};
+  torch::nn::GroupNorm conv_norm_out{nullptr};
+};
+
+class VaeModel : public torch::nn::Module {
+ public:
+  explicit VaeModel(const VaeConfig& c) {
+    decoder = register_module("decoder", std::make_shared<VaeDecoderNet>(c));
+    if (c.use_post_quant_conv)
+      post_quant_conv = register_module(
+          "post_quant_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(c.latent_channels, c.latent_channels, 1)));
+  }
+  std::shared_ptr<VaeDecoderNet> decoder;
+  torch::nn::Conv2d post_quant_conv{nullptr};
+};
+
+VaeDecoder::VaeDecoder(const VaeConfig& config) : config_(config), model_(std::make_shared<VaeModel>(config)) {
+  model_->eval();
+}
+
+VaeDecoder VaeDecoder::load(const std::string& dir) {
+  VaeDecoder vae(load_vae_config(dir + "/config.json"));
+  const auto file = open_weights(dir);
+  WeightLoadOptions options;
+  // Decoding only: the encoder half of the autoencoder is present in the file but unused.
+  options.ignore_prefixes = {"encoder.", "quant_conv."};
+  // Checkpoints converted by diffusers < 0.14 name the mid-block attention query/key/value/proj_attn.
+  if (file.contains("decoder.mid_block.attentions.0.query.weight")) {
+    options.rename = [](const std::string& name) {
+      const std::string base = "decoder.mid_block.attentions.0.";
+      if (name.compare(0, base.size(), base) != 0) return name;
+      const std::string rest = name.substr(base.size());
+      for (auto [now, old] : {std::pair<const char*, const char*>{"to_q.", "query."}, {"to_k.", "key."},
+                              {"to_v.", "value."}, {"to_out.0.", "proj_attn."}}) {
+        const std::string p = now;
+        if (rest.compare(0, p.size(), p) == 0) return base + old + rest.substr(p.size());
+      }
+      return name;
+    };
+  }
+  load_module_weights(*vae.model_, file, options);
+  return vae;
+}
+
+torch::Tensor VaeDecoder::decode(const torch::Tensor& z) const {
+  if (z.dim() != 4 || z.size(1) != config_.latent_channels)
+    throw InputError("VAE decode: latents must be [B, " + std::to_string(config_.latent_channels) + ", h, w]");
+  torch::NoGradGuard no_grad;
+  const auto& w = model_->decoder->conv_in->weight;
+  auto h = z.to(w.device(), w.scalar_type()) / config_.scaling_factor;
+  if (config_.shift_factor) h = h + *config_.shift_factor;
+  if (model_->post_quant_conv) h = model_->post_quant_conv(h);
+  return model_->decoder->forward(h);
+}
+
+int64_t VaeDecoder::upscale() const { return int64_t(1) << (config_.block_out_channels.size() - 1); }
+
+torch::nn::Module& VaeDecoder::module() { return *model_; }
+
+void VaeDecoder::to(torch::Device device, torch::Dtype dtype) { model_->to(device, dtype); }
+
+}  // namespace synth
