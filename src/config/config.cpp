@@ -1,0 +1,563 @@
+// Strict, table-driven TOML binding for Config. The only translation unit that includes TOML++.
+//
+// kBindings is the single list of keys: each line names the field (its dotted path doubles as the
+// TOML key), the allowed range or choices and a one-line doc. Loading walks the parsed document,
+// rejects every key that is not in the list (with the closest valid key as a suggestion), converts
+// and range-checks each value with the file:line:column of the value, applies --set overrides, and
+// finally checks rules that involve several keys and the input paths.
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <climits>
+#include <cstdio>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <tuple>
+#include <variant>
+
+#include "config/load.hpp"
+#include "core/error.hpp"
+
+namespace synth {
+namespace {
+
+using FieldRef = std::variant<int*, int64_t*, uint64_t*, double*, bool*, std::string*, std::vector<double>*>;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// What a value may be: a numeric interval (optionally open at the bottom) or a list of strings.
+struct Allowed {
+  double lo = -kInf, hi = kInf;
+  bool lo_open = false;
+  std::vector<std::string> choices;
+  bool non_empty = false;  // strings only
+};
+
+Allowed any_value() { return {}; }
+Allowed at_least(double lo) { return {lo, kInf, false, {}, false}; }
+Allowed between(double lo, double hi) { return {lo, hi, false, {}, false}; }
+Allowed above(double lo, double hi = kInf) { return {lo, hi, true, {}, false}; }
+Allowed one_of(std::vector<std::string> choices) { return {-kInf, kInf, false, std::move(choices), false}; }
+Allowed non_empty() { return {-kInf, kInf, false, {}, true}; }
+
+struct Binding {
+  const char* key;
+  FieldRef (*field)(Config&);
+  Allowed allowed;
+  const char* doc;
+};
+
+// The dotted key is the field's path inside Config, so key and field can never disagree.
+#define SYNTH_BIND(path, allowed, doc) \
+  Binding { #path, [](Config& c) -> FieldRef { return &c.path; }, allowed, doc }
+
+const std::vector<Binding>& bindings() {
+  static const std::vector<Binding> table = {
+      SYNTH_BIND(run.name, non_empty(), "run directory name under run.dir (no '/')"),
+      SYNTH_BIND(run.dir, non_empty(), "folder holding all run directories"),
+      SYNTH_BIND(run.seed, at_least(0), "root of every counter-based RNG key"),
+      SYNTH_BIND(run.progress_seconds, above(0, 86400), "seconds between console progress lines"),
+
+      SYNTH_BIND(data.source, one_of({"fmnist", "image_folder", "synthetic"}), "where training images come from"),
+      SYNTH_BIND(data.train_path, any_value(), "IDX folder (fmnist) or ImageFolder root (image_folder)"),
+      SYNTH_BIND(data.class_file, any_value(), "optional class-id list fixing the folder -> label mapping"),
+      SYNTH_BIND(data.on_corrupt, one_of({"error", "skip"}), "corrupt image: stop with its name, or count and skip"),
+      SYNTH_BIND(data.limit, between(0, 1e15), "use only the first N training images (0 = all)"),
+      SYNTH_BIND(data.decode_threads, between(1, 256), "producer threads decoding into the ring"),
+
+      SYNTH_BIND(ring.slots, between(1, 1 << 20), "ring buffer slots (images in flight)"),
+      SYNTH_BIND(ring.max_height, between(1, 16384), "largest image height a slot holds, pixels"),
+      SYNTH_BIND(ring.max_width, between(1, 16384), "largest image width a slot holds, pixels"),
+
+      SYNTH_BIND(augment.kind, one_of({"simple", "dino"}), "simple = random resized crop + flip; dino = multi-crop"),
+      SYNTH_BIND(augment.crop_size, between(1, 4096), "side of the square training crop, pixels"),
+      SYNTH_BIND(augment.scale_min, above(0, 1), "random resized crop: smallest area fraction"),
+      SYNTH_BIND(augment.scale_max, above(0, 1), "random resized crop: largest area fraction"),
+      SYNTH_BIND(augment.ratio_min, above(0, 100), "random resized crop: smallest aspect ratio w/h"),
+      SYNTH_BIND(augment.ratio_max, above(0, 100), "random resized crop: largest aspect ratio w/h"),
+      SYNTH_BIND(augment.flip_p, between(0, 1), "probability of a horizontal flip"),
+      SYNTH_BIND(augment.mean, between(-10, 10), "per-channel (RGB) mean subtracted after scaling to [0,1]"),
+      SYNTH_BIND(augment.std, above(0, 10), "per-channel (RGB) std dividing after the mean"),
+
+      SYNTH_BIND(model.arch, one_of({"resnet18", "resnet34", "resnet50"}), "torchvision ResNet variant"),
+      SYNTH_BIND(model.width, above(0, 8), "channel multiplier of every stage (1 = torchvision)"),
+      SYNTH_BIND(model.num_classes, between(2, 1000000), "classifier outputs"),
+
+      SYNTH_BIND(optim.lr, above(0, 100), "peak SGD learning rate at batch 256 (scaled by batch/256)"),
+      SYNTH_BIND(optim.momentum, between(0, 0.9999), "SGD momentum"),
+      SYNTH_BIND(optim.weight_decay, between(0, 1), "L2 weight decay"),
+      SYNTH_BIND(optim.decay_bn_and_bias, any_value(), "also decay BatchNorm parameters and biases"),
+      SYNTH_BIND(optim.warmup_fraction, between(0, 1), "linear warm-up length as a fraction of all steps"),
+      SYNTH_BIND(optim.final_lr_fraction, between(0, 1), "cosine floor as a fraction of the peak lr"),
+      SYNTH_BIND(optim.label_smoothing, between(0, 0.9999), "label smoothing of the cross-entropy"),
+
+      SYNTH_BIND(train.batch_size, between(1, 1 << 20), "global batch, images per step"),
+      SYNTH_BIND(train.total_images, between(1, 1e15), "run length in images (the stream has no epochs)"),
+      SYNTH_BIND(train.device, one_of({"cpu", "cuda"}), "where the model trains"),
+      SYNTH_BIND(train.precision, one_of({"fp32", "fp16", "bf16"}), "autocast precision of forward/backward"),
+      SYNTH_BIND(train.threads, between(0, 1024), "intra-op threads (0 = LibTorch default)"),
+      SYNTH_BIND(train.checkpoint_every_images, between(0, 1e15), "checkpoint period in images (0 = only at the end)"),
+      SYNTH_BIND(train.keep_checkpoints, between(1, 1000), "newest checkpoints kept on disk"),
+
+      SYNTH_BIND(eval.source, one_of({"fmnist", "image_folder", "none"}), "held-out real images (none = no evaluation)"),
+      SYNTH_BIND(eval.path, any_value(), "IDX folder (t10k split) or ImageFolder root of the eval set"),
+      SYNTH_BIND(eval.every_images, between(0, 1e15), "evaluation period in trained images (0 = only at the end)"),
+      SYNTH_BIND(eval.limit, between(0, 1e15), "evaluate only the first N images (0 = all)"),
+      SYNTH_BIND(eval.batch_size, between(1, 1 << 16), "images per evaluation batch"),
+      SYNTH_BIND(eval.resize, between(1, 4096), "shorter side after resizing, before the centre crop, pixels"),
+      SYNTH_BIND(eval.crop, between(1, 4096), "side of the centre crop, pixels"),
+  };
+  return table;
+}
+#undef SYNTH_BIND
+
+const Binding* find_binding(const std::string& key) {
+  for (const auto& b : bindings())
+    if (key == b.key) return &b;
+  return nullptr;
+}
+
+std::string section_of(const std::string& key) { return key.substr(0, key.find('.')); }
+std::string leaf_of(const std::string& key) {
+  const auto dot = key.rfind('.');
+  return dot == std::string::npos ? key : key.substr(dot + 1);
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// ---- value formatting (shared by to_toml, docs and error messages) ----
+
+std::string format_number(double v) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+std::string toml_double(double v) {
+  std::string s = format_number(v);
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  if (std::isnan(v)) return "nan";
+  if (s.find_first_of(".eE") == std::string::npos) s += ".0";  // keep it a TOML float
+  return s;
+}
+
+std::string toml_string(const std::string& s) {
+  std::string out = "\"";
+  for (const unsigned char ch : s) {
+    switch (ch) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (ch < 0x20 || ch == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04X", ch);
+          out += buf;
+        } else {
+          out += char(ch);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string value_toml(const FieldRef& f) {
+  struct {
+    std::string operator()(int* v) const { return std::to_string(*v); }
+    std::string operator()(int64_t* v) const { return std::to_string(*v); }
+    std::string operator()(uint64_t* v) const { return std::to_string(*v); }
+    std::string operator()(double* v) const { return toml_double(*v); }
+    std::string operator()(bool* v) const { return *v ? "true" : "false"; }
+    std::string operator()(std::string* v) const { return toml_string(*v); }
+    std::string operator()(std::vector<double>* v) const {
+      std::string s = "[";
+      for (size_t i = 0; i < v->size(); ++i) s += (i ? ", " : "") + toml_double((*v)[i]);
+      return s + "]";
+    }
+  } visitor;
+  return std::visit(visitor, f);
+}
+
+std::string type_name(const FieldRef& f) {
+  switch (f.index()) {
+    case 0: case 1: case 2: return "integer";
+    case 3: return "float";
+    case 4: return "boolean";
+    case 5: return "string";
+    default: return "array of floats";
+  }
+}
+
+std::string allowed_text(const Allowed& a) {
+  if (!a.choices.empty()) {
+    std::string s;
+    for (size_t i = 0; i < a.choices.size(); ++i) s += (i ? " | " : "") + a.choices[i];
+    return s;
+  }
+  if (a.non_empty) return "non-empty";
+  const bool has_lo = std::isfinite(a.lo), has_hi = std::isfinite(a.hi);
+  if (has_lo && has_hi) {
+    if (a.lo_open) return "> " + format_number(a.lo) + " and <= " + format_number(a.hi);
+    return format_number(a.lo) + " .. " + format_number(a.hi);
+  }
+  if (has_lo) return (a.lo_open ? "> " : ">= ") + format_number(a.lo);
+  if (has_hi) return "<= " + format_number(a.hi);
+  return "any";
+}
+
+const char* node_type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    default: return "nothing";
+  }
+}
+
+// ---- loading ----
+
+// One value seen in the document or in a --set override, with where it came from.
+struct Leaf {
+  std::string key;
+  const toml::node* node = nullptr;
+  std::string where;      // of the value: "file:line:column" or "--set key=value"
+  std::string key_where;  // of the key itself (unknown-key errors point here)
+  uint64_t line = 0, column = 0;
+};
+
+std::string where_of(const toml::source_region& r, const std::string& fallback) {
+  const std::string path = r.path ? *r.path : fallback;
+  if (r.begin.line == 0) return path;
+  return path + ":" + std::to_string(r.begin.line) + ":" + std::to_string(r.begin.column);
+}
+
+[[noreturn]] void fail(const std::string& where, const std::string& message) {
+  throw InputError(where.empty() ? message : where + ": " + message);
+}
+
+bool is_section_prefix(const std::string& path) {
+  for (const auto& b : bindings())
+    if (std::string(b.key).rfind(path + ".", 0) == 0) return true;
+  return false;
+}
+
+std::string unknown_key_message(const std::string& key) {
+  std::string msg = "unknown key " + key;
+  const std::string best = closest_key(key);
+  if (!best.empty()) return msg + " (did you mean " + best + "?)";
+  const std::string section = section_of(key);
+  std::string valid;
+  for (const auto& b : bindings())
+    if (section_of(b.key) == section) valid += std::string(valid.empty() ? "" : ", ") + b.key;
+  if (!valid.empty()) return msg + " (valid keys in [" + section + "]: " + valid + ")";
+  return msg + " (sections: run, data, ring, augment, model, optim, train, eval)";
+}
+
+void flatten(const toml::table& t, const std::string& prefix, const std::string& file, std::vector<Leaf>& out) {
+  for (auto&& [k, v] : t) {
+    const std::string path = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    const toml::table* sub = v.as_table();
+    // Descend into tables that are sections of bound keys, and into unknown non-empty tables so the
+    // error names the full dotted key; a bound key holding a table is reported as a type error.
+    if (sub && !find_binding(path) && (!sub->empty() || is_section_prefix(path))) {
+      flatten(*sub, path, file, out);
+      continue;
+    }
+    out.push_back(Leaf{path, &v, where_of(v.source(), file), where_of(k.source(), file), k.source().begin.line,
+                       k.source().begin.column});
+  }
+}
+
+bool in_allowed(double x, const Allowed& a) {
+  if (!std::isfinite(x)) return false;
+  if (a.lo_open ? !(x > a.lo) : !(x >= a.lo)) return false;
+  return x <= a.hi;
+}
+
+void check_number(const Leaf& leaf, double x, const std::string& shown) {
+  const Allowed& a = find_binding(leaf.key)->allowed;
+  if (!in_allowed(x, a))
+    fail(leaf.where, leaf.key + " = " + shown + " is out of range (allowed: " + allowed_text(a) + ")");
+}
+
+double numeric(const Leaf& leaf, const toml::node& n, const std::string& what) {
+  if (const auto* i = n.as_integer()) return double(i->get());
+  if (const auto* d = n.as_floating_point()) return d->get();
+  fail(leaf.where, leaf.key + ": expected " + what + ", got " + node_type_name(n));
+}
+
+int64_t integer(const Leaf& leaf) {
+  const auto* i = leaf.node->as_integer();
+  if (!i) fail(leaf.where, leaf.key + ": expected an integer, got " + node_type_name(*leaf.node));
+  check_number(leaf, double(i->get()), std::to_string(i->get()));
+  return i->get();
+}
+
+void assign(const Leaf& leaf, Config& cfg) {
+  const Binding& b = *find_binding(leaf.key);
+  const toml::node& n = *leaf.node;
+  const FieldRef f = b.field(cfg);
+  if (auto* p = std::get_if<int*>(&f)) {
+    const int64_t v = integer(leaf);
+    if (v < INT_MIN || v > INT_MAX) fail(leaf.where, leaf.key + " = " + std::to_string(v) + " is out of range");
+    **p = int(v);
+  } else if (auto* p = std::get_if<int64_t*>(&f)) {
+    **p = integer(leaf);
+  } else if (auto* p = std::get_if<uint64_t*>(&f)) {
+    **p = uint64_t(integer(leaf));
+  } else if (auto* p = std::get_if<double*>(&f)) {
+    const double v = numeric(leaf, n, "a number");
+    check_number(leaf, v, format_number(v));
+    **p = v;
+  } else if (auto* p = std::get_if<bool*>(&f)) {
+    const auto* v = n.as_boolean();
+    if (!v) fail(leaf.where, leaf.key + ": expected a boolean (true/false), got " + node_type_name(n));
+    **p = v->get();
+  } else if (auto* p = std::get_if<std::string*>(&f)) {
+    const auto* v = n.as_string();
+    if (!v) fail(leaf.where, leaf.key + ": expected a string, got " + node_type_name(n));
+    const std::string s = v->get();
+    if (b.allowed.non_empty && s.empty()) fail(leaf.where, leaf.key + " must not be empty");
+    if (!b.allowed.choices.empty() &&
+        std::find(b.allowed.choices.begin(), b.allowed.choices.end(), s) == b.allowed.choices.end())
+      fail(leaf.where, leaf.key + " = " + toml_string(s) + " is not one of " + allowed_text(b.allowed));
+    **p = s;
+  } else if (auto* p = std::get_if<std::vector<double>*>(&f)) {
+    const auto* arr = n.as_array();
+    if (!arr) fail(leaf.where, leaf.key + ": expected an array of numbers, got " + node_type_name(n));
+    std::vector<double> values;
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const toml::node& e = *arr->get(i);
+      Leaf elem{leaf.key + "[" + std::to_string(i) + "]", &e, where_of(e.source(), leaf.where), leaf.key_where};
+      if (leaf.where.rfind("--set ", 0) == 0) elem.where = leaf.where;
+      const double x = numeric(elem, e, "a number");
+      if (!in_allowed(x, b.allowed))
+        fail(elem.where, elem.key + " = " + format_number(x) + " is out of range (allowed: " + allowed_text(b.allowed) + ")");
+      values.push_back(x);
+    }
+    **p = values;
+  }
+}
+
+using Locations = std::map<std::string, std::string>;
+
+// Cross-field rules. `loc` maps keys to where they were set, for messages pointing at the file.
+void validate(const Config& c, const Locations& loc, const std::string& file) {
+  const auto where = [&](const std::string& key) {
+    auto it = loc.find(key);
+    return it != loc.end() ? it->second : file;
+  };
+  const auto require = [&](bool ok, const std::string& key, const std::string& message) {
+    if (!ok) fail(where(key), message);
+  };
+  require(c.run.name.find('/') == std::string::npos && c.run.name != "." && c.run.name != "..", "run.name",
+          "run.name = " + toml_string(c.run.name) + " must be a plain directory name (no '/', not . or ..)");
+  require(c.augment.scale_min <= c.augment.scale_max, "augment.scale_min",
+          "augment.scale_min (" + format_number(c.augment.scale_min) + ") must be <= augment.scale_max (" +
+              format_number(c.augment.scale_max) + ")");
+  require(c.augment.ratio_min <= c.augment.ratio_max, "augment.ratio_min",
+          "augment.ratio_min (" + format_number(c.augment.ratio_min) + ") must be <= augment.ratio_max (" +
+              format_number(c.augment.ratio_max) + ")");
+  // Images reach the model as N x 3 x H x W (gray sources are replicated), so one value per channel.
+  require(c.augment.mean.size() == 3, "augment.mean",
+          "augment.mean must have 3 values (R, G, B), got " + std::to_string(c.augment.mean.size()));
+  require(c.augment.std.size() == 3, "augment.std",
+          "augment.std must have 3 values (R, G, B), got " + std::to_string(c.augment.std.size()));
+  require(c.eval.crop <= c.eval.resize, "eval.crop",
+          "eval.crop (" + std::to_string(c.eval.crop) + ") must be <= eval.resize (" + std::to_string(c.eval.resize) + ")");
+  // The trainer assembles a batch from ring slots it holds at once.
+  require(int64_t(c.ring.slots) >= c.train.batch_size, "ring.slots",
+          "ring.slots (" + std::to_string(c.ring.slots) + ") must be >= train.batch_size (" +
+              std::to_string(c.train.batch_size) + ")");
+  const double ring_bytes = double(c.ring.slots) * c.ring.max_height * c.ring.max_width * 3;
+  require(ring_bytes <= 64.0 * (1ull << 30), "ring.slots",
+          "ring.slots * ring.max_height * ring.max_width * 3 = " + format_number(ring_bytes / (1ull << 30)) +
+              " GiB exceeds the 64 GiB limit");
+  require(c.train.total_images >= c.train.batch_size, "train.total_images",
+          "train.total_images (" + std::to_string(c.train.total_images) + ") must be >= train.batch_size (" +
+              std::to_string(c.train.batch_size) + ")");
+  require(c.train.precision != "fp16" || c.train.device == "cuda", "train.precision",
+          "train.precision = \"fp16\" needs train.device = \"cuda\" (use fp32 or bf16 on cpu)");
+
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (c.data.source != "synthetic") {
+    require(!c.data.train_path.empty(), "data.train_path", "data.train_path is empty (data.source = " + toml_string(c.data.source) + ")");
+    require(fs::is_directory(c.data.train_path, ec), "data.train_path",
+            "data.train_path: '" + c.data.train_path + "' does not exist or is not a directory");
+  }
+  if (!c.data.class_file.empty())
+    require(fs::is_regular_file(c.data.class_file, ec), "data.class_file",
+            "data.class_file: '" + c.data.class_file + "' does not exist or is not a file");
+  if (c.eval.source != "none") {
+    require(!c.eval.path.empty(), "eval.path", "eval.path is empty (eval.source = " + toml_string(c.eval.source) + ")");
+    require(fs::is_directory(c.eval.path, ec), "eval.path",
+            "eval.path: '" + c.eval.path + "' does not exist or is not a directory");
+  }
+}
+
+toml::table parse_text(const std::string& text, const std::string& source_name) {
+  try {
+    return toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    fail(where_of(e.source(), source_name), std::string(e.description()));
+  }
+}
+
+// Parses one "--set key=value" into a leaf; the value is TOML, or a bare string for string keys.
+Leaf parse_override(const std::string& text, std::vector<std::unique_ptr<toml::table>>& keep) {
+  const std::string label = "--set " + text;
+  const auto eq = text.find('=');
+  if (eq == std::string::npos) fail(label, "expected key=value");
+  auto trim = [](std::string s) {
+    const auto b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+    return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+  };
+  const std::string key = trim(text.substr(0, eq)), value = trim(text.substr(eq + 1));
+  const Binding* b = find_binding(key);
+  if (!b) fail(label, unknown_key_message(key));
+  Config scratch;
+  const bool is_string = std::holds_alternative<std::string*>(b->field(scratch));
+  auto table = std::make_unique<toml::table>();
+  bool parsed = false;
+  std::string parse_message;
+  try {
+    *table = toml::parse("v = " + value, label);
+    parsed = table->size() == 1 && table->contains("v");
+    if (!parsed) parse_message = "the value must be a single TOML value";
+  } catch (const toml::parse_error& e) {
+    parse_message = std::string(e.description());
+  }
+  if (!parsed) {
+    if (!is_string) fail(label, key + ": '" + value + "' is not a TOML value (" + parse_message + ")");
+    *table = toml::table{};
+    table->insert("v", value);
+  }
+  Leaf leaf{key, table->get("v"), label, label, 0, 0};
+  keep.push_back(std::move(table));
+  return leaf;
+}
+
+Config bind(const toml::table& doc, const std::string& source_name, const std::vector<std::string>& overrides) {
+  std::vector<Leaf> leaves;
+  flatten(doc, "", source_name, leaves);
+  std::stable_sort(leaves.begin(), leaves.end(), [](const Leaf& a, const Leaf& b) {
+    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+  });
+  for (const Leaf& leaf : leaves)
+    if (!find_binding(leaf.key)) fail(leaf.key_where, unknown_key_message(leaf.key));
+
+  std::vector<std::unique_ptr<toml::table>> keep;
+  for (const std::string& text : overrides) {
+    Leaf leaf = parse_override(text, keep);
+    leaves.erase(std::remove_if(leaves.begin(), leaves.end(), [&](const Leaf& l) { return l.key == leaf.key; }),
+                 leaves.end());
+    leaves.push_back(leaf);
+  }
+
+  Config cfg;
+  Locations loc;
+  for (const Leaf& leaf : leaves) {
+    assign(leaf, cfg);
+    loc[leaf.key] = leaf.where;
+  }
+  cfg.source_file = source_name;
+  validate(cfg, loc, source_name);
+  return cfg;
+}
+
+}  // namespace
+
+Config parse_config(const std::string& toml_text, const std::string& source_name,
+                    const std::vector<std::string>& overrides) {
+  return bind(parse_text(toml_text, source_name), source_name, overrides);
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) throw InputError("config file '" + path + "' does not exist or is not a file");
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in && !in.eof()) throw InputError("config file '" + path + "' could not be read");
+  return parse_config(text.str(), path, overrides);
+}
+
+void validate_config(const Config& cfg) { validate(cfg, {}, cfg.source_file); }
+
+std::string to_toml(const Config& cfg) {
+  Config copy = cfg;
+  std::string out = "# Effective synthstream configuration (every key; see configs/reference.toml).\n";
+  std::string section;
+  for (const auto& b : bindings()) {
+    const std::string key = b.key;
+    if (section_of(key) != section) {
+      section = section_of(key);
+      out += "\n[" + section + "]\n";
+    }
+    out += "# " + std::string(b.doc) + "\n" + leaf_of(key) + " = " + value_toml(b.field(copy)) + "\n";
+  }
+  return out;
+}
+
+const std::vector<ConfigKey>& config_keys() {
+  static const std::vector<ConfigKey> keys = [] {
+    std::vector<ConfigKey> out;
+    Config defaults;
+    for (const auto& b : bindings()) {
+      const FieldRef f = b.field(defaults);
+      out.push_back({b.key, type_name(f), allowed_text(b.allowed), b.doc, value_toml(f)});
+    }
+    return out;
+  }();
+  return keys;
+}
+
+std::vector<std::string> diff_settings(const Config& a, const Config& b) {
+  Config ca = a, cb = b;
+  std::vector<std::string> differ;
+  for (const auto& bind : bindings()) {
+    const FieldRef fa = bind.field(ca), fb = bind.field(cb);
+    const bool same = std::visit([&](auto* pa) { return *pa == *std::get<decltype(pa)>(fb); }, fa);
+    if (!same) differ.push_back(bind.key);
+  }
+  return differ;
+}
+
+std::string closest_key(const std::string& key) {
+  std::string best;
+  size_t best_d = SIZE_MAX;
+  for (const auto& b : bindings()) {
+    // A right leaf under the wrong section ("optim.batch_size") costs one edit beyond the leaf's.
+    const size_t d = std::min(edit_distance(key, b.key), edit_distance(leaf_of(key), leaf_of(b.key)) + 1);
+    if (d < best_d) best_d = d, best = b.key;
+  }
+  const size_t limit = std::max<size_t>(2, leaf_of(key).size() / 3);
+  return best_d <= limit ? best : std::string();
+}
+
+}  // namespace synth

@@ -1,0 +1,267 @@
+// The strict loader: every error names the key and points at file:line:column; overrides go
+// through the same checks; reference.toml documents exactly the bound keys with their defaults.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "config/load.hpp"
+#include "core/error.hpp"
+
+using namespace synth;
+
+namespace {
+
+const std::string kData = SYNTH_TEST_DATA "/configs/";
+const std::string kRepo = SYNTH_SOURCE_DIR;
+
+// The InputError message of f(), or "" when nothing (or something else) was thrown.
+template <class F>
+std::string input_error(F&& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string parse_error(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  return input_error([&] { parse_config(text, "mem.toml", overrides); });
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// Minimal TOML reading for the documentation check: "[section]" headers and "key = value" lines.
+struct RefKey {
+  std::string key;
+  bool commented;
+};
+std::vector<RefKey> reference_keys(const std::string& path) {
+  std::ifstream in(path);
+  REQUIRE(in.good());
+  std::vector<RefKey> keys;
+  std::string line, section, previous;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line[0] == '[') {
+      section = line.substr(1, line.find(']') - 1);
+    } else if (!line.empty() && line[0] != '#' && line.find('=') != std::string::npos) {
+      std::string key = line.substr(0, line.find('='));
+      key = key.substr(0, key.find_last_not_of(' ') + 1);
+      keys.push_back({section + "." + key, !previous.empty() && previous[0] == '#'});
+    }
+    previous = line;
+  }
+  return keys;
+}
+
+}  // namespace
+
+TEST_CASE("reference.toml documents exactly the bound keys and loads to the defaults") {
+  const auto ref = reference_keys(kRepo + "/configs/reference.toml");
+  std::set<std::string> in_file, bound;
+  for (const auto& k : ref) {
+    INFO(k.key);
+    CHECK(k.commented);
+    CHECK(in_file.insert(k.key).second);
+  }
+  for (const auto& k : config_keys()) {
+    CHECK(bound.insert(k.key).second);
+    CHECK(!k.doc.empty());
+  }
+  for (const auto& k : bound) {
+    INFO("bound but missing from reference.toml: " << k);
+    CHECK(in_file.count(k) == 1);
+  }
+  for (const auto& k : in_file) {
+    INFO("in reference.toml but not bound: " << k);
+    CHECK(bound.count(k) == 1);
+  }
+  CHECK(bound.size() == 46);
+
+  const Config loaded = load_config(kRepo + "/configs/reference.toml", {});
+  const auto diff = diff_settings(loaded, Config{});
+  for (const auto& k : diff) INFO("differs from the struct default: " << k);
+  CHECK(diff.empty());
+  CHECK(loaded.source_file == kRepo + "/configs/reference.toml");
+}
+
+TEST_CASE("fmnist.toml loads") {
+  const Config c = load_config(kRepo + "/configs/fmnist.toml", {});
+  CHECK(c.model.arch == "resnet18");
+  CHECK(c.model.num_classes == 10);
+  CHECK(c.augment.crop_size == 28);
+  CHECK(c.eval.source == "fmnist");
+  CHECK(c.train.total_images == 600000);
+  CHECK(c.augment.mean == std::vector<double>{0.286, 0.286, 0.286});
+}
+
+TEST_CASE("unknown keys name the full dotted path and suggest the closest key") {
+  const std::string e = input_error([&] { load_config(kData + "unknown_key.toml", {}); });
+  CHECK(e == kData + "unknown_key.toml:5:1: unknown key train.batchsize (did you mean train.batch_size?)");
+  // Right leaf, wrong section.
+  CHECK(contains(parse_error("[optim]\nbatch_size = 3\n"), "did you mean train.batch_size?"));
+  // Misspelled section: the whole dotted path is compared.
+  CHECK(parse_error("[trian]\nbatch_size = 3\n") ==
+        "mem.toml:2:1: unknown key trian.batch_size (did you mean train.batch_size?)");
+  // Nothing close: list the section's keys instead of guessing.
+  const std::string far = parse_error("[eval]\nzzzzzzzzzzzzzz = 1\n");
+  CHECK(contains(far, "unknown key eval.zzzzzzzzzzzzzz (valid keys in [eval]: eval.source, eval.path"));
+  // An unknown empty table is not silently accepted.
+  CHECK(contains(parse_error("[trainn]\n"), "unknown key trainn"));
+  CHECK(closest_key("model.widht") == "model.width");
+  CHECK(closest_key("completely.different") == "");
+}
+
+TEST_CASE("wrong types point at the value with file:line:column") {
+  CHECK(input_error([&] { load_config(kData + "wrong_type.toml", {}); }) ==
+        kData + "wrong_type.toml:5:14: train.batch_size: expected an integer, got a string");
+  CHECK(parse_error("[train]\nbatch_size = 64.0\n") == "mem.toml:2:14: train.batch_size: expected an integer, got a float");
+  CHECK(parse_error("[optim]\ndecay_bn_and_bias = 1\n") ==
+        "mem.toml:2:21: optim.decay_bn_and_bias: expected a boolean (true/false), got an integer");
+  CHECK(parse_error("[run]\nname = 5\n") == "mem.toml:2:8: run.name: expected a string, got an integer");
+  CHECK(parse_error("[train.batch_size]\nx = 1\n") == "mem.toml:1:1: train.batch_size: expected an integer, got a table");
+  // An integer is a valid float.
+  CHECK(parse_config("[optim]\nlr = 1\n", "mem.toml").optim.lr == 1.0);
+  // Arrays: element type and count.
+  CHECK(parse_error("[augment]\nmean = [0.5, \"x\", 0.5]\n") ==
+        "mem.toml:2:14: augment.mean[1]: expected a number, got a string");
+  CHECK(contains(parse_error("[augment]\nstd = [0.5, 0.5]\n"), "augment.std must have 3 values (R, G, B), got 2"));
+  CHECK(parse_error("[augment]\nmean = 0.5\n") == "mem.toml:2:8: augment.mean: expected an array of numbers, got a float");
+}
+
+TEST_CASE("out-of-range values and bad choices") {
+  CHECK(input_error([&] { load_config(kData + "out_of_range.toml", {}); }) ==
+        kData + "out_of_range.toml:2:10: augment.flip_p = 1.5 is out of range (allowed: 0 .. 1)");
+  CHECK(parse_error("[train]\nbatch_size = 0\n") == "mem.toml:2:14: train.batch_size = 0 is out of range (allowed: 1 .. 1048576)");
+  CHECK(parse_error("[optim]\nlr = 0.0\n") == "mem.toml:2:6: optim.lr = 0 is out of range (allowed: > 0 and <= 100)");
+  CHECK(parse_error("[optim]\nlr = nan\n") == "mem.toml:2:6: optim.lr = nan is out of range (allowed: > 0 and <= 100)");
+  CHECK(parse_error("[run]\nseed = -1\n") == "mem.toml:2:8: run.seed = -1 is out of range (allowed: >= 0)");
+  CHECK(parse_error("[augment]\nstd = [0.2, 0.0, 0.2]\n") ==
+        "mem.toml:2:13: augment.std[1] = 0 is out of range (allowed: > 0 and <= 10)");
+  CHECK(parse_error("[train]\ndevice = \"gpu\"\n") == "mem.toml:2:10: train.device = \"gpu\" is not one of cpu | cuda");
+  CHECK(parse_error("[run]\nname = \"\"\n") == "mem.toml:2:8: run.name must not be empty");
+  CHECK(contains(parse_error("[run]\nname = \"a/b\"\n"), "mem.toml:2:8: run.name = \"a/b\" must be a plain directory name"));
+}
+
+TEST_CASE("TOML syntax errors carry file:line:column") {
+  const std::string e = input_error([&] { load_config(kData + "syntax_error.toml", {}); });
+  INFO(e);
+  CHECK(e.rfind(kData + "syntax_error.toml:3:", 0) == 0);
+  CHECK(e.find('\n') == std::string::npos);
+  const std::string dup = parse_error("[train]\nbatch_size = 1\nbatch_size = 2\n");
+  INFO(dup);
+  CHECK(dup.rfind("mem.toml:3:", 0) == 0);
+  CHECK(contains(input_error([] { load_config("/nonexistent/x.toml", {}); }), "config file '/nonexistent/x.toml' does not exist"));
+}
+
+TEST_CASE("--set overrides are parsed as TOML and checked like file values") {
+  const Config c = parse_config("[train]\nbatch_size = 128\n", "mem.toml",
+                                {"train.batch_size=64", "run.name=\"x y\"", "run.dir=plain", "augment.mean=[0.5, 0.25, 1]",
+                                 "optim.lr = 0.05", "optim.decay_bn_and_bias=true", "run.seed=18446744"});
+  CHECK(c.train.batch_size == 64);
+  CHECK(c.run.name == "x y");
+  CHECK(c.run.dir == "plain");  // not valid TOML, taken as a bare string for a string key
+  CHECK(c.augment.mean == std::vector<double>{0.5, 0.25, 1.0});
+  CHECK(c.optim.lr == 0.05);
+  CHECK(c.optim.decay_bn_and_bias);
+  CHECK(c.run.seed == 18446744u);
+  // The last override of a key wins.
+  CHECK(parse_config("", "mem.toml", {"train.batch_size=8", "train.batch_size=16"}).train.batch_size == 16);
+
+  CHECK(parse_error("", {"train.batchsize=64"}) ==
+        "--set train.batchsize=64: unknown key train.batchsize (did you mean train.batch_size?)");
+  CHECK(parse_error("", {"train.batch_size=abc"}).rfind(
+            "--set train.batch_size=abc: train.batch_size: 'abc' is not a TOML value", 0) == 0);
+  CHECK(parse_error("", {"train.batch_size=\"64\""}) ==
+        "--set train.batch_size=\"64\": train.batch_size: expected an integer, got a string");
+  CHECK(parse_error("", {"train.batch_size=0"}) ==
+        "--set train.batch_size=0: train.batch_size = 0 is out of range (allowed: 1 .. 1048576)");
+  CHECK(parse_error("", {"augment.std=[1, -1, 1]"}) ==
+        "--set augment.std=[1, -1, 1]: augment.std[1] = -1 is out of range (allowed: > 0 and <= 10)");
+  CHECK(parse_error("", {"train.batch_size"}) == "--set train.batch_size: expected key=value");
+  CHECK(contains(parse_error("", {"train.batch_size=1\nx=2"}), "the value must be a single TOML value"));
+
+  // Overrides are applied before the cross-field checks.
+  const std::string ring = kData + "ring_too_small.toml";
+  CHECK(input_error([&] { load_config(ring, {}); }) ==
+        ring + ":3:9: ring.slots (64) must be >= train.batch_size (128)");
+  CHECK(load_config(ring, {"train.batch_size=64"}).ring.slots == 64);
+  CHECK(input_error([&] { load_config(ring, {"ring.slots=32", "train.batch_size=64"}); }) ==
+        "--set ring.slots=32: ring.slots (32) must be >= train.batch_size (64)");
+}
+
+TEST_CASE("cross-field rules name the keys") {
+  CHECK(parse_error("[augment]\nscale_min = 0.9\nscale_max = 0.5\n") ==
+        "mem.toml:2:13: augment.scale_min (0.9) must be <= augment.scale_max (0.5)");
+  CHECK(parse_error("[augment]\nratio_min = 2.0\n") ==
+        "mem.toml:2:13: augment.ratio_min (2) must be <= augment.ratio_max (1.3333333333333333)");
+  CHECK(parse_error("[eval]\ncrop = 300\n") == "mem.toml:2:8: eval.crop (300) must be <= eval.resize (256)");
+  CHECK(parse_error("[train]\ntotal_images = 100\n") ==
+        "mem.toml:2:16: train.total_images (100) must be >= train.batch_size (256)");
+  CHECK(parse_error("[train]\nprecision = \"fp16\"\n") ==
+        "mem.toml:2:13: train.precision = \"fp16\" needs train.device = \"cuda\" (use fp32 or bf16 on cpu)");
+  CHECK(contains(parse_error("[ring]\nmax_height = 16384\nmax_width = 16384\n"),
+                 "mem.toml: ring.slots * ring.max_height * ring.max_width * 3 = 384 GiB exceeds the 64 GiB limit"));
+}
+
+TEST_CASE("input paths must exist when they are used") {
+  CHECK(input_error([&] { load_config(kData + "missing_path.toml", {}); }) ==
+        kData + "missing_path.toml:2:14: data.train_path: '/nonexistent/synthstream-data' does not exist or is not a directory");
+  CHECK(parse_error("", {"eval.path=/nonexistent/eval"}) ==
+        "--set eval.path=/nonexistent/eval: eval.path: '/nonexistent/eval' does not exist or is not a directory");
+  CHECK(parse_error("[data]\nclass_file = \"/nonexistent/classes.txt\"\n") ==
+        "mem.toml:2:14: data.class_file: '/nonexistent/classes.txt' does not exist or is not a file");
+  // A file is not a dataset folder.
+  CHECK(contains(parse_error("", {"data.train_path=" SYNTH_SOURCE_DIR "/configs/reference.toml"}),
+                 "does not exist or is not a directory"));
+  // Unused paths are not checked.
+  const Config c = load_config(kData + "valid_minimal.toml", {"data.train_path=/nonexistent/a", "eval.path=/nonexistent/b"});
+  CHECK(c.data.source == "synthetic");
+  CHECK(c.eval.source == "none");
+  // validate_config applies the same rules to a Config built in code.
+  Config built;
+  built.data.train_path = "/nonexistent/c";
+  CHECK(input_error([&] { validate_config(built); }) == "data.train_path: '/nonexistent/c' does not exist or is not a directory");
+  CHECK(input_error([] { validate_config(Config{}); }) == "");
+}
+
+TEST_CASE("to_toml round trip reproduces every setting exactly") {
+  Config c;
+  c.run.name = "quote\" back\\slash tab\t unicode \xc3\xa9 ctl \x01";
+  c.run.seed = 9223372036854775807ull;
+  c.run.progress_seconds = 0.1 + 0.2;  // not representable in short decimal
+  c.data.source = "synthetic";
+  c.data.limit = 123456789012;
+  c.augment.mean = {1.0 / 3.0, -0.0, 1e-300};
+  c.augment.std = {1e-9, 2.5, 7.0};
+  c.augment.scale_min = 0.08;
+  c.optim.lr = 3.0;
+  c.optim.weight_decay = 5e-5;
+  c.optim.decay_bn_and_bias = true;
+  c.train.total_images = 1000000000000ll;
+  c.eval.source = "none";
+  c.eval.path = "";
+  const std::string text = to_toml(c);
+  const Config back = parse_config(text, "roundtrip.toml");
+  const auto diff = diff_settings(c, back);
+  for (const auto& k : diff) INFO("round trip changed " << k);
+  CHECK(diff.empty());
+  CHECK(back.run.name == c.run.name);
+  CHECK(back.run.progress_seconds == 0.1 + 0.2);
+  CHECK(to_toml(back) == text);
+  // Every key is written, each after its doc comment.
+  for (const auto& k : config_keys()) {
+    const std::string leaf = k.key.substr(k.key.find('.') + 1);
+    CHECK(contains(text, "# " + k.doc + "\n" + leaf + " = "));
+  }
+  // diff_settings really looks at values.
+  Config d = c;
+  d.augment.std[2] = 7.000000000000001;
+  CHECK(diff_settings(c, d) == std::vector<std::string>{"augment.std"});
+  CHECK(!same_settings(Config{}, c));
+}
