@@ -187,6 +187,7 @@ VaeConfig load_vae_config(const std::string& path) {
   v.scaling_factor = c.opt<double>("scaling_factor", v.scaling_factor);
   v.shift_factor = c.maybe<double>("shift_factor");
   v.mid_block_add_attention = c.opt<bool>("mid_block_add_attention", v.mid_block_add_attention);
+  v.force_upcast = c.opt<bool>("force_upcast", v.force_upcast);
   v.use_post_quant_conv = c.opt<bool>("use_post_quant_conv", v.use_post_quant_conv);
   v.use_quant_conv = c.opt<bool>("use_quant_conv", v.use_quant_conv);
   v.sample_size = c.maybe<int64_t>("sample_size");

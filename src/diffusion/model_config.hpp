@@ -69,6 +69,8 @@ struct VaeConfig {
   std::vector<std::string> up_block_types;
   std::vector<std::string> down_block_types;
   bool mid_block_add_attention = true;
+  // The SD v1 VAE overflows in fp16; diffusers decodes in fp32 when this is set (the default).
+  bool force_upcast = true;
   bool use_post_quant_conv = true;
   bool use_quant_conv = true;
   std::optional<int64_t> sample_size;

@@ -230,6 +230,20 @@ torch::Tensor SafeTensorsFile::tensor(const std::string& name, torch::Dtype as) 
   return raw.scalar_type() == as ? raw : raw.to(as);
 }
 
+void SafeTensorsFile::read_into(const std::string& name, torch::Tensor& dst) const {
+  const TensorInfo& ti = info(name);
+  if (ti.shape != dst.sizes().vec())
+    throw InputError(path_ + ": tensor '" + name + "' has shape " + shape_string(ti.shape) + " but the destination has " +
+                     shape_string(dst.sizes().vec()));
+  const auto stored = safetensors_dtype(ti.dtype, path_ + ": tensor '" + name + "'");
+  torch::NoGradGuard no_grad;
+  if (dst.device().is_cpu() && dst.is_contiguous() && dst.scalar_type() == stored) {
+    if (ti.end > ti.begin) std::memcpy(dst.data_ptr(), data_ + ti.begin, ti.end - ti.begin);
+    return;
+  }
+  dst.copy_(tensor_raw(name));
+}
+
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
@@ -327,8 +341,7 @@ void load_module_weights(torch::nn::Module& m, const SafeTensorsFile& f, const W
     if (!ignored) throw InputError(f.path() + ": unexpected tensor '" + name + "'");
   }
 
-  torch::NoGradGuard no_grad;
-  for (auto& t : targets) t.slot.copy_(f.tensor(t.key, t.slot.scalar_type()));
+  for (auto& t : targets) f.read_into(t.key, t.slot);
 }
 
 }  // namespace synth

@@ -46,6 +46,10 @@ class SafeTensorsFile {
   torch::Tensor tensor(const std::string& name, torch::Dtype as = torch::kFloat32) const;
   // The tensor in its stored dtype.
   torch::Tensor tensor_raw(const std::string& name) const;
+  // Copies the tensor into `dst` (same shape, any dtype/device; converted like tensor()). A CPU
+  // contiguous destination of the stored dtype is filled straight from the mapping, so loading a
+  // multi-GB checkpoint needs no second host copy.
+  void read_into(const std::string& name, torch::Tensor& dst) const;
   const nlohmann::json& metadata() const { return metadata_; }  // __metadata__ or empty object
 
  private:

@@ -87,6 +87,18 @@ TEST_CASE("safetensors round trip keeps values, dtypes, shapes and metadata") {
   CHECK(file.tensor("e.scalar").item<float>() == 2.5f);
   CHECK(file.tensor("f.empty").sizes().vec() == std::vector<int64_t>{0, 3});
   CHECK(torch::equal(file.tensor("g.strided"), strided));
+  // read_into: straight copy, converting copy, strided destination, wrong shape.
+  auto same = torch::empty({3, 5, 7});
+  file.read_into("a.f32", same);
+  CHECK(torch::equal(same, f32));
+  auto widened = torch::empty({4, 6}, torch::kFloat64);
+  file.read_into("b.f16", widened);
+  CHECK(torch::equal(widened, f16.to(torch::kFloat64)));
+  auto view = torch::empty({6, 4}).t();  // [4, 6] non-contiguous
+  file.read_into("b.f16", view);
+  CHECK(torch::equal(view, f16.to(torch::kFloat32)));
+  auto wrong = torch::empty({6, 4});
+  CHECK_THROWS_AS(file.read_into("b.f16", wrong), InputError);
   // The data section starts 8-byte aligned.
   std::ifstream in(path, std::ios::binary);
   uint64_t n = 0;
