@@ -113,6 +113,22 @@ TEST_CASE("VAE weights: an unexpected tensor is named, even next to the ignored 
                      {"diffusion_pytorch_model.safetensors", "unexpected tensor 'decoder.up_blocks.2.upsamplers.0.conv.weight'"});
 }
 
+TEST_CASE("VAE weights with the pre-0.14 attention names (query/key/value/proj_attn) decode identically") {
+  TempDir tmp("oldnames");
+  auto t = vae_tensors();
+  const std::string base = "decoder.mid_block.attentions.0.";
+  for (auto& [n, v] : t) {
+    for (auto [now, old] : {std::pair<std::string, std::string>{"to_q.", "query."}, {"to_k.", "key."}, {"to_v.", "value."},
+                            {"to_out.0.", "proj_attn."}})
+      if (n.rfind(base + now, 0) == 0) n = base + old + n.substr(base.size() + now.size());
+  }
+  auto dir = make_vae_dir(tmp, t);
+  const auto vectors = synth::SafeTensorsFile::open(kSd + "/vectors.safetensors");
+  const auto out = synth::VaeDecoder::load(dir).decode(vectors.tensor("vae.latent"));
+  const auto ref = vectors.tensor("vae.decoded");
+  CHECK(((out - ref).norm() / ref.norm()).item<double>() < 1e-4);
+}
+
 TEST_CASE("fp16 weights load into an fp32 model exactly") {
   TempDir tmp("fp16");
   auto t = vae_tensors();
