@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include "core/error.hpp"
+#include "diffusion/blocks.hpp"
 #include "diffusion/model_config.hpp"
 #include "diffusion/vae.hpp"
 #include "io/safetensors.hpp"
@@ -57,4 +59,37 @@ TEST_CASE("whole model directory loads through one code path") {
   CHECK(m.scheduler.timestep_spacing == "leading");
   CHECK(m.scheduler.present.count("skip_prk_steps") == 1);
   CHECK(m.scheduler.present.count("clip_sample") == 0);
+}
+
+// The time-embedding path is not exercised by the VAE (the U-Net parity test covers it end to
+// end); this pins where it enters: proj(silu(temb)) is added after conv1 and before norm2, which
+// is the same as shifting conv1's bias per image.
+TEST_CASE("ResnetBlock2D adds the projected time embedding after conv1") {
+  torch::manual_seed(11);
+  synth::ResnetBlock2D with_t(synth::ResnetBlock2DOptions{8, 16, 12, 4, 1e-5, 1.0});
+  synth::ResnetBlock2D shifted(synth::ResnetBlock2DOptions{8, 16, 0, 4, 1e-5, 1.0});
+  auto x = torch::randn({1, 8, 5, 7});
+  auto temb = torch::randn({1, 12});
+  torch::NoGradGuard no_grad;
+  auto src = with_t->named_parameters();
+  for (auto& p : shifted->named_parameters()) p.value().copy_(src[p.key()]);
+  auto proj = with_t->named_parameters();
+  auto shift = torch::linear(torch::silu(temb), proj["time_emb_proj.weight"], proj["time_emb_proj.bias"])[0];
+  shifted->named_parameters()["conv1.bias"].add_(shift);
+  auto a = with_t->forward(x, temb), b = shifted->forward(x);
+  CHECK(a.sizes().vec() == std::vector<int64_t>{1, 16, 5, 7});
+  CHECK(torch::allclose(a, b, 1e-5, 1e-5));
+  CHECK_THROWS_AS(with_t->forward(x), synth::Error);
+}
+
+TEST_CASE("Upsample2D and Downsample2D sizes") {
+  synth::Upsample2D up(4, 4);
+  synth::Downsample2D down1(4, 4, 1), down0(4, 4, 0);
+  torch::NoGradGuard no_grad;
+  auto x = torch::randn({2, 4, 5, 7});
+  CHECK(up->forward(x).sizes().vec() == std::vector<int64_t>{2, 4, 10, 14});
+  CHECK(up->forward(x, std::vector<int64_t>{9, 13}).sizes().vec() == std::vector<int64_t>{2, 4, 9, 13});
+  CHECK(down1->forward(x).sizes().vec() == std::vector<int64_t>{2, 4, 3, 4});
+  // padding 0 pads right/bottom by one first (diffusers): (5+1-3)/2+1 = 2, (7+1-3)/2+1 = 3.
+  CHECK(down0->forward(x).sizes().vec() == std::vector<int64_t>{2, 4, 2, 3});
 }
