@@ -2,6 +2,7 @@
 // opens the run directory (config.toml, log.txt, metrics.jsonl, checkpoints/) and hands over to
 // the training loop. Bad input exits 2 with one "stream-train: error: ..." line on stderr.
 #include <cstdio>
+#include <exception>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -48,7 +49,14 @@ int main(int argc, char** argv) {
     hooks.metrics = [&metrics](const nlohmann::json& record) { metrics.write(record); };
     // hooks.evaluate stays empty until src/eval/evaluator.hpp lands (the lead wires it).
 
-    const synth::TrainSummary s = synth::run_training(cfg, run.root.string(), resume, hooks);
+    synth::TrainSummary s;
+    try {
+      s = synth::run_training(cfg, run.root.string(), resume, hooks);
+    } catch (const std::exception& e) {
+      // stderr gets the line from guarded_main; log.txt keeps it with the run.
+      run.file_logger->error("{}", e.what());
+      throw;
+    }
 
     const double rate = s.seconds > 0 ? double(s.images_trained) / s.seconds : 0;
     std::string line = "done: " + std::to_string(s.images_trained) + " images trained in " +

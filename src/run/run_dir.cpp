@@ -46,7 +46,11 @@ bool is_empty_dir(const fs::path& p) {
   return fs::is_directory(p, ec) && fs::directory_iterator(p, ec) == fs::directory_iterator();
 }
 
-std::shared_ptr<spdlog::logger> make_logger(const fs::path& root, const fs::path& log_file, bool console) {
+struct Loggers {
+  std::shared_ptr<spdlog::logger> both, file_only;
+};
+
+Loggers make_loggers(const fs::path& root, const fs::path& log_file, bool console) {
   // Unique names keep several runs in one process (tests) apart; the logger is never registered.
   static std::atomic<int> counter{0};
   std::vector<spdlog::sink_ptr> sinks;
@@ -63,12 +67,15 @@ std::shared_ptr<spdlog::logger> make_logger(const fs::path& root, const fs::path
   }
   file->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
   sinks.push_back(file);
-  auto logger = std::make_shared<spdlog::logger>("run" + std::to_string(counter++) + ":" + root.string(),
-                                                 sinks.begin(), sinks.end());
-  logger->set_level(spdlog::level::info);
-  // Every line reaches log.txt before the next step, so a crash loses nothing.
-  logger->flush_on(spdlog::level::info);
-  return logger;
+  const std::string name = "run" + std::to_string(counter++) + ":" + root.string();
+  Loggers out{std::make_shared<spdlog::logger>(name, sinks.begin(), sinks.end()),
+              std::make_shared<spdlog::logger>(name + ":file", file)};
+  for (const auto& logger : {out.both, out.file_only}) {
+    logger->set_level(spdlog::level::info);
+    // Every line reaches log.txt before the next step, so a crash loses nothing.
+    logger->flush_on(spdlog::level::info);
+  }
+  return out;
 }
 
 }  // namespace
@@ -96,7 +103,9 @@ RunDir open_run_dir(const Config& cfg, bool resume, bool console) {
   fs::create_directories(rd.checkpoints, ec);
   if (ec) throw InputError("cannot create run directory '" + rd.checkpoints.string() + "': " + ec.message());
 
-  rd.logger = make_logger(rd.root, rd.log_file, console);
+  Loggers loggers = make_loggers(rd.root, rd.log_file, console);
+  rd.logger = loggers.both;
+  rd.file_logger = loggers.file_only;
   if (std::FILE* f = std::fopen(rd.metrics_file.c_str(), "ab")) {
     std::fclose(f);
   } else {

@@ -22,6 +22,8 @@ struct RunDir {
   std::filesystem::path checkpoints;   // root/checkpoints
   // Console (stdout) + log.txt; created here, not registered in spdlog's global registry.
   std::shared_ptr<spdlog::logger> logger;
+  // log.txt only (same file sink): for the final error, which the main already prints on stderr.
+  std::shared_ptr<spdlog::logger> file_logger;
   bool resumed = false;
 };
 

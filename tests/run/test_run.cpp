@@ -95,9 +95,12 @@ TEST_CASE("a new run directory holds config.toml, log.txt, metrics.jsonl and che
   CHECK(entries == 4);
 
   rd.logger->info("hello {}", 42);
+  rd.file_logger->error("failed: {}", "reason");
   const std::string log = slurp(rd.log_file);
   CHECK(log.find("new run in " + rd.root.string()) != std::string::npos);
   CHECK(log.find("[info] hello 42") != std::string::npos);
+  CHECK(log.find("[error] failed: reason") != std::string::npos);
+  CHECK(log.find("hello 42") < log.find("failed: reason"));
   // Not registered globally: two runs in one process never clash.
   CHECK(spdlog::get(rd.logger->name()) == nullptr);
 }
