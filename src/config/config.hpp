@@ -76,7 +76,7 @@ struct TrainConfig {
 
 // [eval]: periodic top-1/top-5 on real held-out images.
 struct EvalConfig {
-  std::string source = "fmnist";     // fmnist | image_folder
+  std::string source = "fmnist";     // fmnist | image_folder | none (no evaluation; eval.path unused)
   std::string path = "/usr/share/datasets/fashion-mnist";
   int64_t every_images = 0;          // 0 = only at the end
   int64_t limit = 0;                 // 0 = whole set
