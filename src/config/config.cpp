@@ -28,7 +28,8 @@
 namespace synth {
 namespace {
 
-using FieldRef = std::variant<int*, int64_t*, uint64_t*, double*, bool*, std::string*, std::vector<double>*>;
+using FieldRef = std::variant<int*, int64_t*, uint64_t*, double*, bool*, std::string*, std::vector<double>*,
+                              std::vector<std::string>*>;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // What a value may be: a numeric interval (optionally open at the bottom) or a list of strings.
@@ -36,7 +37,7 @@ struct Allowed {
   double lo = -kInf, hi = kInf;
   bool lo_open = false;
   std::vector<std::string> choices;
-  bool non_empty = false;  // strings only
+  bool non_empty = false;  // strings and string arrays
 };
 
 Allowed any_value() { return {}; }
@@ -45,6 +46,7 @@ Allowed between(double lo, double hi) { return {lo, hi, false, {}, false}; }
 Allowed above(double lo, double hi = kInf) { return {lo, hi, true, {}, false}; }
 Allowed one_of(std::vector<std::string> choices) { return {-kInf, kInf, false, std::move(choices), false}; }
 Allowed non_empty() { return {-kInf, kInf, false, {}, true}; }
+Allowed non_empty_one_of(std::vector<std::string> choices) { return {-kInf, kInf, false, std::move(choices), true}; }
 
 struct Binding {
   const char* key;
@@ -112,6 +114,14 @@ const std::vector<Binding>& bindings() {
       SYNTH_BIND(eval.batch_size, between(1, 1 << 16), "images per evaluation batch"),
       SYNTH_BIND(eval.resize, between(1, 4096), "shorter side after resizing, before the centre crop, pixels"),
       SYNTH_BIND(eval.crop, between(1, 4096), "side of the centre crop, pixels"),
+
+      SYNTH_BIND(prompts.class_file, non_empty(), "class file (TSV: id, name, hypernyms, definition)"),
+      SYNTH_BIND(prompts.scene_file, non_empty(), "Places365 scene list for the 'inside b' template"),
+      SYNTH_BIND(prompts.templates, non_empty_one_of({"c", "c_hc", "c_dc", "multiple_c_hc", "multiple_different_c_hc", "c_hc_inside_b"}),
+                 "prompt templates of the mixture"),
+      SYNTH_BIND(prompts.template_weights, between(0, 1e9), "mixture weight per template ([] = uniform)"),
+      SYNTH_BIND(prompts.block_multiplier, between(1, 1 << 20), "k: each class appears k times per block of N*k images"),
+      SYNTH_BIND(prompts.class_weights_file, any_value(), "per-class weights file ('' = exactly balanced classes)"),
   };
   return table;
 }
@@ -192,6 +202,11 @@ std::string value_toml(const FieldRef& f) {
       for (size_t i = 0; i < v->size(); ++i) s += (i ? ", " : "") + toml_double((*v)[i]);
       return s + "]";
     }
+    std::string operator()(std::vector<std::string>* v) const {
+      std::string s = "[";
+      for (size_t i = 0; i < v->size(); ++i) s += (i ? ", " : "") + toml_string((*v)[i]);
+      return s + "]";
+    }
   } visitor;
   return std::visit(visitor, f);
 }
@@ -202,7 +217,8 @@ std::string type_name(const FieldRef& f) {
     case 3: return "float";
     case 4: return "boolean";
     case 5: return "string";
-    default: return "array of floats";
+    case 6: return "array of floats";
+    default: return "array of strings";
   }
 }
 
@@ -359,6 +375,24 @@ void assign(const Leaf& leaf, Config& cfg) {
         fail(elem.where, elem.key + " = " + format_number(x) + " is out of range (allowed: " + allowed_text(b.allowed) + ")");
       values.push_back(x);
     }
+    **p = values;
+  } else if (auto* p = std::get_if<std::vector<std::string>*>(&f)) {
+    const auto* arr = n.as_array();
+    if (!arr) fail(leaf.where, leaf.key + ": expected an array of strings, got " + node_type_name(n));
+    std::vector<std::string> values;
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const toml::node& e = *arr->get(i);
+      const std::string elem_key = leaf.key + "[" + std::to_string(i) + "]";
+      const std::string elem_where = leaf.where.rfind("--set ", 0) == 0 ? leaf.where : where_of(e.source(), leaf.where);
+      const auto* str = e.as_string();
+      if (!str) fail(elem_where, elem_key + ": expected a string, got " + node_type_name(e));
+      const std::string v = str->get();
+      if (!b.allowed.choices.empty() &&
+          std::find(b.allowed.choices.begin(), b.allowed.choices.end(), v) == b.allowed.choices.end())
+        fail(elem_where, elem_key + " = " + toml_string(v) + " is not one of " + allowed_text(b.allowed));
+      values.push_back(v);
+    }
+    if (b.allowed.non_empty && values.empty()) fail(leaf.where, leaf.key + " must not be empty");
     **p = values;
   }
 }

@@ -85,6 +85,18 @@ struct EvalConfig {
   int crop = 224;
 };
 
+// [prompts]: the prompt stream of synthetic runs (the paper's six templates, Sariyildiz et al.
+// 2023, Sec. 3.1). The stream's seed is run.seed.
+struct PromptsConfig {
+  std::string class_file = "configs/classes/imagenet100.tsv";
+  std::string scene_file = "configs/data/places365_categories.txt";  // read only if a scene template is used
+  // Template names (src/prompts/templates.hpp) and their mixture weights; empty weights = uniform.
+  std::vector<std::string> templates = {"c", "c_hc", "c_dc", "multiple_c_hc", "multiple_different_c_hc", "c_hc_inside_b"};
+  std::vector<double> template_weights;
+  int64_t block_multiplier = 1;      // k: every block of N*k indices holds each class k times
+  std::string class_weights_file;    // "<id or name> <weight>" per line; empty = balanced classes
+};
+
 struct Config {
   RunConfig run;
   DataConfig data;
@@ -94,6 +106,7 @@ struct Config {
   OptimConfig optim;
   TrainConfig train;
   EvalConfig eval;
+  PromptsConfig prompts;
   std::string source_file;           // the TOML file it came from
 };
 

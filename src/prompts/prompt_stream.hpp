@@ -19,21 +19,15 @@
 #include <string>
 #include <vector>
 
+#include "config/config.hpp"
 #include "prompts/classes.hpp"
 #include "prompts/templates.hpp"
 
 namespace synth {
 
-// [prompts] of a run (the lead wires it into the TOML config).
-struct PromptStreamConfig {
+// The [prompts] config plus the seed (run.seed), as the stream needs it.
+struct PromptStreamConfig : PromptsConfig {
   uint64_t seed = 0;
-  std::string class_file = "configs/classes/imagenet100.tsv";
-  std::string scene_file = "configs/data/places365_categories.txt";  // read only if a scene template is used
-  // Template names (see templates.hpp) and their mixture weights; empty weights = uniform.
-  std::vector<std::string> templates = {"c", "c_hc", "c_dc", "multiple_c_hc", "multiple_different_c_hc", "c_hc_inside_b"};
-  std::vector<double> template_weights;
-  int64_t block_multiplier = 1;      // k: every block of N*k indices holds each class k times
-  std::string class_weights_file;    // optional: "<id or name> <weight>" per line; empty = balanced
 };
 
 struct PromptEntry {
