@@ -1,5 +1,5 @@
 // Real-image datasets: random access by position, so a seeded permutation decides the order and
-// a restart can resume at any position. Implementations: Fashion-MNIST IDX (idx.cpp) and
+// a restart can resume at any position. Implementations: Fashion-MNIST IDX (idx_dataset.cpp) and
 // ImageFolder trees (image_folder.cpp).
 #pragma once
 #include <cstdint>

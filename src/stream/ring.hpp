@@ -6,7 +6,9 @@
 //  - many producers, many consumers; every published slot is consumed exactly once;
 //  - acquire_free() blocks while the ring is full; acquire_ready() blocks while it is empty;
 //  - close() wakes every waiter: producers get nullopt at once, consumers drain what is ready
-//    and then get nullopt. Nothing published is lost.
+//    and then get nullopt. Nothing published is lost: a slot a producer took before close() may
+//    still be published afterwards, and consumers wait for it (or for its discard()) before they
+//    report the end, so "closed and empty" is final.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -41,6 +43,8 @@ class Ring {
   // Producer side: take a free slot (blocks while none), fill data()/meta(), then publish().
   std::optional<int> acquire_free();
   void publish(int slot);
+  // Gives an acquired free slot back unpublished (a producer that failed or found the stream end).
+  void discard(int slot);
   // Consumer side: take a ready slot (blocks while none), read it, then release().
   std::optional<int> acquire_ready();
   void release(int slot);

@@ -1,0 +1,324 @@
+// Image codecs. libjpeg and libpng report fatal errors by longjmp; a longjmp across a C++ frame
+// that owns objects skips their destructors (undefined behaviour). So every libjpeg/libpng call
+// sits in a C-style function below that owns no C++ objects: it returns an error code with the
+// decoder's message in a char buffer, and the C++ wrappers turn that into InputError naming the
+// file. Each decode runs twice: once to read the header (so the caller can refuse absurd sizes and
+// allocate the output with a std::vector), once to decode into that buffer.
+#include "io/image.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csetjmp>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include <jpeglib.h>
+#include <jerror.h>
+#include <png.h>
+
+#include "core/error.hpp"
+
+namespace synth {
+
+namespace {
+
+constexpr size_t kErrLen = 256;
+// Refuse images whose decoded size would be absurd (a corrupt header can claim 65535 x 65535):
+// 2^28 pixels is 768 MiB of RGB, far beyond any training image.
+constexpr uint64_t kMaxPixels = uint64_t(1) << 28;
+
+// ---------------------------------------------------------------- JPEG
+
+struct JpegErr {
+  jpeg_error_mgr pub;
+  jmp_buf jump;
+  char message[kErrLen];
+};
+
+void jpeg_error_exit_cb(j_common_ptr cinfo) {
+  JpegErr* err = reinterpret_cast<JpegErr*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, err->message);
+  longjmp(err->jump, 1);
+}
+
+// Warnings are ignored except the ones that mean the data ran out: libjpeg pads a truncated file
+// with gray and reports success, which would silently train on half-gray images.
+void jpeg_emit_message_cb(j_common_ptr cinfo, int msg_level) {
+  if (msg_level >= 0) return;  // trace messages
+  const int code = cinfo->err->msg_code;
+  if (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER) {
+    JpegErr* err = reinterpret_cast<JpegErr*>(cinfo->err);
+    (*cinfo->err->format_message)(cinfo, err->message);
+    longjmp(err->jump, 1);
+  }
+  cinfo->err->num_warnings++;
+}
+
+// Decodes to RGB. With out == nullptr only the header is read (dimensions into *h, *w).
+// Returns 0 on success, 1 on a decoder error (message in errbuf).
+int jpeg_decode_c(const uint8_t* data, size_t size, uint8_t* out, int* h, int* w, char* errbuf) {
+  jpeg_decompress_struct cinfo;
+  JpegErr err;
+  std::memset(&cinfo, 0, sizeof cinfo);
+  err.message[0] = '\0';
+  cinfo.err = jpeg_std_error(&err.pub);
+  err.pub.error_exit = jpeg_error_exit_cb;
+  err.pub.emit_message = jpeg_emit_message_cb;
+  if (setjmp(err.jump)) {
+    std::snprintf(errbuf, kErrLen, "%s", err.message[0] ? err.message : "JPEG decoder error");
+    jpeg_destroy_decompress(&cinfo);
+    return 1;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, data, (unsigned long)size);
+  jpeg_read_header(&cinfo, TRUE);
+  // CMYK/YCCK (Adobe, inverted) cannot be converted to RGB by libjpeg: decode CMYK and convert.
+  const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+  *h = int(cinfo.image_height);
+  *w = int(cinfo.image_width);
+  if (out == nullptr) {
+    jpeg_destroy_decompress(&cinfo);
+    return 0;
+  }
+  jpeg_start_decompress(&cinfo);
+  if (int(cinfo.output_height) != *h || int(cinfo.output_width) != *w ||
+      cinfo.output_components != (cmyk ? 4 : 3)) {
+    std::snprintf(errbuf, kErrLen, "unexpected JPEG output geometry");
+    jpeg_destroy_decompress(&cinfo);
+    return 1;
+  }
+  const size_t stride = size_t(*w) * 3;
+  JSAMPARRAY cmyk_row = nullptr;
+  if (cmyk)
+    cmyk_row = (*cinfo.mem->alloc_sarray)(reinterpret_cast<j_common_ptr>(&cinfo), JPOOL_IMAGE, JDIMENSION(*w) * 4, 1);
+  while (cinfo.output_scanline < cinfo.output_height) {
+    uint8_t* dst = out + size_t(cinfo.output_scanline) * stride;
+    if (!cmyk) {
+      JSAMPROW row = dst;
+      jpeg_read_scanlines(&cinfo, &row, 1);
+    } else {
+      jpeg_read_scanlines(&cinfo, cmyk_row, 1);
+      const uint8_t* src = cmyk_row[0];
+      // Adobe stores inverted CMYK, so R = C * K / 255 on the stored values.
+      for (int x = 0; x < *w; ++x) {
+        const unsigned k = src[4 * x + 3];
+        dst[3 * x + 0] = uint8_t((src[4 * x + 0] * k + 127) / 255);
+        dst[3 * x + 1] = uint8_t((src[4 * x + 1] * k + 127) / 255);
+        dst[3 * x + 2] = uint8_t((src[4 * x + 2] * k + 127) / 255);
+      }
+    }
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return 0;
+}
+
+// ---------------------------------------------------------------- PNG
+
+struct PngSrc {
+  const uint8_t* data;
+  size_t size, pos;
+  char message[kErrLen];
+};
+
+void png_read_cb(png_structp png, png_bytep dst, png_size_t n) {
+  PngSrc* src = static_cast<PngSrc*>(png_get_io_ptr(png));
+  if (n > src->size - src->pos) png_error(png, "unexpected end of PNG data (truncated file)");
+  std::memcpy(dst, src->data + src->pos, n);
+  src->pos += n;
+}
+
+void png_error_cb(png_structp png, png_const_charp msg) {
+  PngSrc* src = static_cast<PngSrc*>(png_get_error_ptr(png));
+  std::snprintf(src->message, kErrLen, "%s", msg ? msg : "PNG decoder error");
+  png_longjmp(png, 1);
+}
+
+void png_warning_cb(png_structp, png_const_charp) {}
+
+// Decodes to 8-bit RGB: palette and gray expanded, 16-bit reduced, alpha stripped. With
+// out == nullptr only the header is read. Returns 0 on success, 1 on error (message in errbuf).
+int png_decode_c(const uint8_t* data, size_t size, uint8_t* out, int* h, int* w, char* errbuf) {
+  PngSrc src;
+  src.data = data;
+  src.size = size;
+  src.pos = 0;
+  src.message[0] = '\0';
+  if (size < 8 || png_sig_cmp(data, 0, 8) != 0) {
+    std::snprintf(errbuf, kErrLen, "not a PNG file (bad signature)");
+    return 1;
+  }
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_error_cb, png_warning_cb);
+  if (png == nullptr) {
+    std::snprintf(errbuf, kErrLen, "png_create_read_struct failed");
+    return 1;
+  }
+  png_infop info = png_create_info_struct(png);
+  if (info == nullptr) {
+    png_destroy_read_struct(&png, nullptr, nullptr);
+    std::snprintf(errbuf, kErrLen, "png_create_info_struct failed");
+    return 1;
+  }
+  if (setjmp(png_jmpbuf(png))) {
+    std::snprintf(errbuf, kErrLen, "%s", src.message[0] ? src.message : "PNG decoder error");
+    png_destroy_read_struct(&png, &info, nullptr);
+    return 1;
+  }
+  png_set_read_fn(png, &src, png_read_cb);
+  png_read_info(png, info);
+  *w = int(png_get_image_width(png, info));
+  *h = int(png_get_image_height(png, info));
+  if (out == nullptr) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    return 0;
+  }
+  const int color = png_get_color_type(png, info);
+  const int depth = png_get_bit_depth(png, info);
+  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+  if (depth == 16) png_set_strip_16(png);
+  if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+  if (color == PNG_COLOR_TYPE_GRAY || color == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
+  const int passes = png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  if (png_get_channels(png, info) != 3 || png_get_bit_depth(png, info) != 8 ||
+      png_get_rowbytes(png, info) != size_t(*w) * 3) {
+    std::snprintf(errbuf, kErrLen, "unsupported PNG layout after conversion to RGB");
+    png_destroy_read_struct(&png, &info, nullptr);
+    return 1;
+  }
+  // Row by row (each Adam7 pass refines the rows in place), so nothing is allocated that a
+  // longjmp would leak.
+  for (int pass = 0; pass < passes; ++pass)
+    for (int y = 0; y < *h; ++y) png_read_row(png, out + size_t(y) * size_t(*w) * 3, nullptr);
+  png_read_end(png, nullptr);
+  png_destroy_read_struct(&png, &info, nullptr);
+  return 0;
+}
+
+struct PngDst {
+  FILE* file;
+  char message[kErrLen];
+};
+
+void png_write_error_cb(png_structp png, png_const_charp msg) {
+  PngDst* dst = static_cast<PngDst*>(png_get_error_ptr(png));
+  std::snprintf(dst->message, kErrLen, "%s", msg ? msg : "PNG encoder error");
+  png_longjmp(png, 1);
+}
+
+int png_write_c(FILE* file, const uint8_t* pixels, int h, int w, int channels, char* errbuf) {
+  PngDst dst;
+  dst.file = file;
+  dst.message[0] = '\0';
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &dst, png_write_error_cb, png_warning_cb);
+  if (png == nullptr) {
+    std::snprintf(errbuf, kErrLen, "png_create_write_struct failed");
+    return 1;
+  }
+  png_infop info = png_create_info_struct(png);
+  if (info == nullptr) {
+    png_destroy_write_struct(&png, nullptr);
+    std::snprintf(errbuf, kErrLen, "png_create_info_struct failed");
+    return 1;
+  }
+  if (setjmp(png_jmpbuf(png))) {
+    std::snprintf(errbuf, kErrLen, "%s", dst.message[0] ? dst.message : "PNG encoder error");
+    png_destroy_write_struct(&png, &info);
+    return 1;
+  }
+  png_init_io(png, file);
+  png_set_IHDR(png, info, png_uint_32(w), png_uint_32(h), 8, channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  for (int y = 0; y < h; ++y) png_write_row(png, pixels + size_t(y) * size_t(w) * size_t(channels));
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  return 0;
+}
+
+using DecodeFn = int (*)(const uint8_t*, size_t, uint8_t*, int*, int*, char*);
+
+ImageU8 decode_with(DecodeFn fn, const char* kind, const uint8_t* data, size_t size, const std::string& name) {
+  char err[kErrLen] = {0};
+  int h = 0, w = 0;
+  if (fn(data, size, nullptr, &h, &w, err) != 0) throw InputError(name + ": corrupt " + kind + ": " + err);
+  if (h <= 0 || w <= 0 || uint64_t(h) * uint64_t(w) > kMaxPixels)
+    throw InputError(name + ": " + kind + " header claims an unusable size " + std::to_string(h) + "x" + std::to_string(w));
+  ImageU8 img;
+  img.height = h;
+  img.width = w;
+  img.channels = 3;
+  img.pixels.resize(img.bytes());
+  int h2 = 0, w2 = 0;
+  if (fn(data, size, img.pixels.data(), &h2, &w2, err) != 0) throw InputError(name + ": corrupt " + kind + ": " + err);
+  return img;
+}
+
+}  // namespace
+
+ImageU8 decode_image_memory(const uint8_t* data, size_t size, const std::string& name_for_errors) {
+  if (data == nullptr || size < 4) throw InputError(name_for_errors + ": not an image (only " + std::to_string(size) + " bytes)");
+  if (data[0] == 0xFF && data[1] == 0xD8) return decode_with(jpeg_decode_c, "JPEG", data, size, name_for_errors);
+  if (size >= 8 && png_sig_cmp(data, 0, 8) == 0) return decode_with(png_decode_c, "PNG", data, size, name_for_errors);
+  throw InputError(name_for_errors + ": not a JPEG or PNG file (unrecognized signature)");
+}
+
+ImageU8 decode_image_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path + ": cannot open image file");
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 0) throw InputError(path + ": cannot read image file");
+  // 1 GiB of compressed data is not a training image; refuse before allocating.
+  if (size > (std::streamoff(1) << 30)) throw InputError(path + ": image file larger than 1 GiB");
+  in.seekg(0, std::ios::beg);
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size)) throw InputError(path + ": cannot read image file");
+  return decode_image_memory(bytes.data(), bytes.size(), path);
+}
+
+void write_png(const std::string& path, const ImageU8& image) {
+  if (image.channels != 1 && image.channels != 3)
+    throw Error(path + ": write_png supports 1 or 3 channels, got " + std::to_string(image.channels));
+  if (image.height <= 0 || image.width <= 0 || image.pixels.size() != image.bytes())
+    throw Error(path + ": write_png got an inconsistent image (" + std::to_string(image.height) + "x" +
+                std::to_string(image.width) + "x" + std::to_string(image.channels) + ", " +
+                std::to_string(image.pixels.size()) + " bytes)");
+  // Temp file in the same directory so rename() is atomic on the same file system; readers see
+  // either the old file or the complete new one.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
+  FILE* file = std::fopen(tmp.c_str(), "wb");
+  if (file == nullptr) throw Error(path + ": cannot create temporary file " + tmp + ": " + std::strerror(errno));
+  char err[kErrLen] = {0};
+  int rc = png_write_c(file, image.pixels.data(), image.height, image.width, image.channels, err);
+  if (rc == 0 && std::fflush(file) != 0) {
+    rc = 1;
+    std::snprintf(err, kErrLen, "flush failed: %s", std::strerror(errno));
+  }
+  if (rc == 0 && ::fsync(::fileno(file)) != 0) {
+    rc = 1;
+    std::snprintf(err, kErrLen, "fsync failed: %s", std::strerror(errno));
+  }
+  if (std::fclose(file) != 0 && rc == 0) {
+    rc = 1;
+    std::snprintf(err, kErrLen, "close failed: %s", std::strerror(errno));
+  }
+  if (rc == 0 && std::rename(tmp.c_str(), path.c_str()) != 0) {
+    rc = 1;
+    std::snprintf(err, kErrLen, "rename failed: %s", std::strerror(errno));
+  }
+  if (rc != 0) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": cannot write PNG: " + err);
+  }
+}
+
+}  // namespace synth

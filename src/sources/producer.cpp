@@ -1,0 +1,143 @@
+// RealProducer: see producer.hpp. Each thread takes a free slot BEFORE claiming the next index
+// (the OrderedBatcher's deadlock-freedom argument depends on that order), decodes, writes pixels
+// and metadata, and publishes.
+#include "sources/producer.hpp"
+
+#include <cstring>
+#include <numeric>
+#include <string>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+
+namespace synth {
+
+std::vector<int64_t> epoch_permutation(uint64_t seed, uint64_t epoch, int64_t n) {
+  std::vector<int64_t> perm(size_t(std::max<int64_t>(n, 0)));
+  std::iota(perm.begin(), perm.end(), int64_t(0));
+  // Fisher-Yates (Durstenfeld): swap position j with a uniform position in [0, j].
+  CounterRng rng(seed, epoch, RngPurpose::kShuffle);
+  for (int64_t j = n - 1; j > 0; --j) std::swap(perm[size_t(j)], perm[size_t(rng.below(uint64_t(j) + 1))]);
+  return perm;
+}
+
+RealProducer::RealProducer(const Dataset& dataset, Ring& ring, uint64_t seed, uint64_t first_index, uint64_t end_index,
+                           int threads, bool skip_corrupt)
+    : dataset_(dataset),
+      ring_(ring),
+      seed_(seed),
+      first_(first_index),
+      end_(end_index),
+      threads_(threads),
+      skip_corrupt_(skip_corrupt),
+      n_(dataset.size()),
+      next_(first_index) {
+  if (threads < 1 || threads > 256) throw InputError("data.decode_threads must be in [1, 256], got " + std::to_string(threads));
+  if (n_ <= 0) throw InputError("real-image dataset is empty");
+  if (first_index > end_index)
+    throw InputError("stream range is empty: first index " + std::to_string(first_index) + " > end index " + std::to_string(end_index));
+}
+
+RealProducer::~RealProducer() {
+  bool live = false;
+  for (const std::thread& t : workers_) live = live || t.joinable();
+  if (live) {
+    ring_.close();
+    for (std::thread& t : workers_)
+      if (t.joinable()) t.join();
+  }
+}
+
+void RealProducer::start() {
+  if (!workers_.empty()) throw Error("RealProducer::start called twice");
+  running_ = threads_;
+  for (int t = 0; t < threads_; ++t) workers_.emplace_back([this] { run(); });
+}
+
+void RealProducer::join() {
+  for (std::thread& t : workers_)
+    if (t.joinable()) t.join();
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (error_) std::rethrow_exception(error_);
+}
+
+std::shared_ptr<const std::vector<int64_t>> RealProducer::permutation(uint64_t epoch) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = perms_.find(epoch);
+  if (it != perms_.end()) return it->second;
+  auto perm = std::make_shared<const std::vector<int64_t>>(epoch_permutation(seed_, epoch, n_));
+  perms_.emplace(epoch, perm);
+  // Threads work within a few ring lengths of each other, so two epochs cover every thread.
+  while (perms_.size() > 2) perms_.erase(perms_.begin());
+  return perm;
+}
+
+void RealProducer::fill(int slot, uint64_t index) {
+  const uint64_t epoch = index / uint64_t(n_);
+  const int64_t pos = int64_t(index % uint64_t(n_));
+  const auto perm = permutation(epoch);
+  int64_t item = (*perm)[size_t(pos)];
+  ImageU8 img;
+  try {
+    img = dataset_.load(item);
+  } catch (const InputError&) {
+    if (!skip_corrupt_) throw;
+    // Substitute the next loadable item in this epoch's order: deterministic whatever the timing.
+    bool found = false;
+    for (int64_t k = 1; k < n_ && !found; ++k) {
+      const int64_t cand = (*perm)[size_t((pos + k) % n_)];
+      try {
+        img = dataset_.load(cand);
+        item = cand;
+        found = true;
+      } catch (const InputError&) {
+      }
+    }
+    if (!found) throw;
+    skipped_.fetch_add(1);
+  }
+  if (img.channels != 3 || img.pixels.size() != img.bytes())
+    throw Error(dataset_.describe(item) + ": decoder returned an inconsistent image");
+  if (img.bytes() > ring_.slot_bytes())
+    throw InputError(dataset_.describe(item) + ": image is " + std::to_string(img.height) + "x" + std::to_string(img.width) +
+                     "x3 = " + std::to_string(img.bytes()) + " bytes, more than a ring slot holds (" +
+                     std::to_string(ring_.slot_bytes()) + " bytes); raise ring.max_height/ring.max_width");
+  std::memcpy(ring_.data(slot), img.pixels.data(), img.bytes());
+  SlotMeta& m = ring_.meta(slot);
+  m.index = index;
+  m.label = dataset_.label(item);
+  m.source = SourceTag::kReal;
+  m.height = img.height;
+  m.width = img.width;
+  m.channels = 3;
+}
+
+void RealProducer::run() {
+  for (;;) {
+    const std::optional<int> slot = ring_.acquire_free();
+    if (!slot) break;  // ring closed (consumer stopped or another thread failed)
+    const uint64_t index = next_.fetch_add(1);
+    if (index >= end_) {
+      // Undo the overshoot so next_ cannot wrap however long the other threads keep asking.
+      next_.store(end_);
+      ring_.discard(*slot);
+      break;
+    }
+    try {
+      fill(*slot, index);
+    } catch (...) {
+      ring_.discard(*slot);
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!error_) error_ = std::current_exception();
+      }
+      ring_.close();
+      break;
+    }
+    ring_.publish(*slot);
+  }
+  // The last thread out closes the ring: consumers drain it and see the end of the stream.
+  if (running_.fetch_sub(1) == 1) ring_.close();
+}
+
+}  // namespace synth
