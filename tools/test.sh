@@ -13,5 +13,5 @@ ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" --timeout 900
 cmake -S . -B "$BUILD_DIR-tsan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSANITIZE=thread \
       -DSYNTH_BENCH=OFF >/dev/null
 cmake --build "$BUILD_DIR-tsan" -j "$JOBS" --target test_stream test_core
-SYNTH_STRESS_ITEMS=${SYNTH_TSAN_STRESS_ITEMS:-200000} TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+SYNTH_STRESS_ITEMS=${SYNTH_TSAN_STRESS_ITEMS:-1000000} TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   ctest --test-dir "$BUILD_DIR-tsan" --output-on-failure -R '^test_(stream|core)$'
