@@ -191,3 +191,36 @@ TEST_CASE("stream-bench: arguments and config are checked, then a clear not-impl
   CHECK(j["what"].get<std::string>().find("image producers") != std::string::npos);
   CHECK(run(exe, {"--help"}).out.rfind("usage: stream-bench", 0) == 0);
 }
+
+TEST_CASE("stream-sample: --tokenize prints the 77 ids, --list-prompts the stream, bad input exits 2") {
+  const std::string exe = STREAM_SAMPLE_EXE;
+  // Prompt 0 of tests/data/tiny-sd/vectors.json; ids checked against the reference in test_prompts.
+  const Result tok = run(exe, {"--tokenizer", kRepo + "/configs/data/clip-tokenizer", "--tokenize", "a photo of a cat"});
+  REQUIRE(tok.exited);
+  CHECK(tok.code == 0);
+  std::istringstream ids(tok.out);
+  std::vector<long long> v;
+  for (long long x; ids >> x;) v.push_back(x);
+  REQUIRE(v.size() == 77);
+  CHECK(v[0] == 49406);
+  CHECK(v[1] == 320);    // "a</w>"
+  CHECK(v[2] == 1125);   // "photo</w>"
+  CHECK(v[6] == 49407);  // end of text, then padding with it
+  CHECK(v[76] == 49407);
+
+  const Result list = run(exe, {"--config", kRepo + "/configs/reference.toml", "--list-prompts", "5", "--start", "100"});
+  REQUIRE(list.exited);
+  CHECK(list.code == 0);
+  std::istringstream lines(list.out);
+  std::vector<std::string> rows;
+  for (std::string l; std::getline(lines, l);) rows.push_back(l);
+  REQUIRE(rows.size() == 6);  // header + 5 entries
+  CHECK(rows[1].rfind("100\t", 0) == 0);
+  CHECK(rows[5].rfind("104\t", 0) == 0);
+
+  check_bad_input(run(exe, {"--tokenizer", "/nonexistent/tok", "--tokenize", "x"}), "stream-sample",
+                  {"/nonexistent/tok/vocab.json"});
+  check_bad_input(run(exe, {"--config", kData + "unknown_key.toml", "--list-prompts", "3"}), "stream-sample",
+                  {"unknown key train.batchsize"});
+  check_bad_input(run(exe, {"--list-prompts", "3"}), "stream-sample", {"--list-prompts needs --config"});
+}
