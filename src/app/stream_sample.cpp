@@ -2,11 +2,19 @@
 //   --tokenizer DIR --tokenize TEXT        the 77 CLIP token ids of TEXT, space-separated, one line
 //   --config CFG --list-prompts N [--start I] [--set k=v]...
 //                                          entries [I, I+N) of the run's prompt stream
-//   --model DIR --prompt TEXT ...          Stable Diffusion sampling (flags parsed and checked now;
-//                                          the sampler arrives with the Stable Diffusion issue)
+//   --model DIR --prompt TEXT ...          Stable Diffusion sampling, one image per prompt
+//   --model DIR --config CFG --index I [--count N]
+//                                          re-creates images I..I+N-1 of a run (prompts from its
+//                                          prompt stream, noise from run.seed)
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <string>
+
+#include "core/compat.hpp"
+#include "diffusion/sampler.hpp"
+#include "io/image.hpp"
+#include "io/safetensors.hpp"
 
 #include "app/cli.hpp"
 #include "config/load.hpp"
@@ -22,6 +30,7 @@ constexpr const char* kUsage =
     "                     [--steps N] [--guidance G] [--device cpu|cuda] [--dtype fp32|fp16]\n"
     "                     [--init-latents FILE] [--out-latents FILE] [--width W] [--height H]\n"
     "                     [--seed S] [--index I] [--out DIR]\n"
+    "       stream-sample --model DIR --config CFG --index I [--count N] [sampling flags] [--out DIR]\n"
     "Exit status: 0 done, 2 bad input, 1 internal error.\n";
 
 void list_prompts(const synth::cli::Args& args) {
@@ -36,24 +45,84 @@ void list_prompts(const synth::cli::Args& args) {
   std::fputs(synth::format_prompt_listing(stream, uint64_t(start), uint64_t(n)).c_str(), stdout);
 }
 
-void check_sampling_flags(const synth::cli::Args& args) {
+// Tiles images into one grid PNG (rows of up to 8) so a batch can be judged at a glance.
+synth::ImageU8 contact_sheet(const std::vector<synth::ImageU8>& images) {
+  const int cols = int(std::min<size_t>(8, images.size())), rows = int((images.size() + cols - 1) / cols);
+  const int h = images[0].height, w = images[0].width;
+  synth::ImageU8 sheet;
+  sheet.height = rows * h;
+  sheet.width = cols * w;
+  sheet.pixels.assign(sheet.bytes(), 0);
+  for (size_t k = 0; k < images.size(); ++k) {
+    const int r = int(k) / cols, c = int(k) % cols;
+    for (int y = 0; y < h; ++y)
+      std::copy_n(&images[k].pixels[size_t(y) * w * 3], size_t(w) * 3, &sheet.pixels[(size_t(r * h + y) * sheet.width + c * w) * 3]);
+  }
+  return sheet;
+}
+
+void sample(const synth::cli::Args& args) {
   const std::string model = args.get("model");
   std::error_code ec;
   if (!std::filesystem::is_directory(model, ec)) throw synth::InputError("--model: '" + model + "' is not a directory");
-  if (args.all("prompt").empty()) throw synth::InputError("--model needs at least one --prompt TEXT");
-  const std::string scheduler = args.get("scheduler", "pndm"), device = args.get("device", "cpu"),
-                    dtype = args.get("dtype", "fp32");
-  if (scheduler != "pndm" && scheduler != "ddim" && scheduler != "dpmpp2m" && scheduler != "euler")
-    throw synth::InputError("--scheduler must be pndm, ddim, dpmpp2m or euler, got '" + scheduler + "'");
+  const std::string device = args.get("device", "cpu"), dtype = args.get("dtype", "fp32");
   if (device != "cpu" && device != "cuda") throw synth::InputError("--device must be cpu or cuda, got '" + device + "'");
   if (dtype != "fp32" && dtype != "fp16") throw synth::InputError("--dtype must be fp32 or fp16, got '" + dtype + "'");
-  if (args.get_int("steps", 50) < 1) throw synth::InputError("--steps must be >= 1");
-  args.get_double("guidance", 7.5);
-  if (args.get_int("width", 512) % 8 || args.get_int("height", 384) % 8)
-    throw synth::InputError("--width and --height must be multiples of 8");
-  for (const char* key : {"init-latents"})
-    if (args.has(key) && !std::filesystem::is_regular_file(args.get(key), ec))
-      throw synth::InputError(std::string("--") + key + ": '" + args.get(key) + "' does not exist");
+  if (device == "cuda" && !synth::compat::cuda_available()) throw synth::InputError("--device cuda: no CUDA device is available");
+  synth::SamplerOptions o;
+  o.scheduler = args.get("scheduler", "pndm");
+  o.steps = args.get_int("steps", 50);
+  o.guidance = args.get_double("guidance", 7.5);
+  if (!std::isfinite(o.guidance)) throw synth::InputError("--guidance must be finite");
+
+  // Prompts and image indices: given prompts, or entries of a run's prompt stream.
+  std::vector<std::string> prompts = args.all("prompt");
+  const long long first = args.get_int("index", 0);
+  if (first < 0) throw synth::InputError("--index must be >= 0");
+  uint64_t seed = uint64_t(args.get_int("seed", 0));
+  if (args.has("config")) {
+    if (!prompts.empty()) throw synth::InputError("give either --prompt or --config (the run's prompt stream), not both");
+    const long long count = args.get_int("count", 1);
+    if (count < 1) throw synth::InputError("--count must be >= 1");
+    const synth::Config cfg = synth::load_config(args.get("config"), args.all("set"));
+    synth::PromptStreamConfig stream_cfg;
+    static_cast<synth::PromptsConfig&>(stream_cfg) = cfg.prompts;
+    stream_cfg.seed = seed = cfg.run.seed;
+    const auto stream = synth::PromptStream::from_config(stream_cfg);
+    for (long long i = 0; i < count; ++i) prompts.push_back(stream.at(uint64_t(first + i)).prompt);
+  }
+  if (prompts.empty()) throw synth::InputError("--model needs at least one --prompt TEXT (or --config CFG --index I)");
+  std::vector<uint64_t> indices;
+  for (size_t i = 0; i < prompts.size(); ++i) indices.push_back(uint64_t(first) + i);
+
+  synth::StableDiffusion sd(model, device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU),
+                            dtype == "fp16" ? torch::kFloat16 : torch::kFloat32);
+  torch::Tensor noise;
+  if (args.has("init-latents")) {
+    const std::string path = args.get("init-latents");
+    noise = synth::SafeTensorsFile::open(path).tensor("latents");
+    if (noise.dim() != 4 || noise.size(0) != int64_t(prompts.size()))
+      throw synth::InputError(path + ": tensor 'latents' must be N x C x h x w with N = " + std::to_string(prompts.size()) +
+                              " (one per prompt)");
+    const int64_t f = sd.upscale();
+    o.height = args.get_int("height", noise.size(2) * f);
+    o.width = args.get_int("width", noise.size(3) * f);
+  } else {
+    o.width = args.get_int("width", 512);
+    o.height = args.get_int("height", 384);
+    noise = sd.initial_noise(indices, seed, o.width, o.height);
+  }
+  const auto out = sd.sample(prompts, noise, o);
+  const std::string dir = args.get("out", "samples");
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw synth::InputError("--out: cannot create '" + dir + "': " + ec.message());
+  if (args.has("out-latents")) synth::save_safetensors(args.get("out-latents"), {{"latents", out.latents}});
+  for (size_t i = 0; i < out.images.size(); ++i) {
+    const std::string png = dir + "/" + std::to_string(indices[i]) + ".png";
+    synth::write_png(png, out.images[i]);
+    std::printf("%llu\t%s\t%s\n", (unsigned long long)indices[i], png.c_str(), prompts[i].c_str());
+  }
+  synth::write_png(dir + "/contact_sheet.png", contact_sheet(out.images));
 }
 
 }  // namespace
@@ -63,7 +132,7 @@ int main(int argc, char** argv) {
     const synth::cli::Args args(argc, argv, {"help"},
                                 {"tokenizer", "tokenize", "config", "list-prompts", "start", "set", "model", "prompt",
                                  "scheduler", "steps", "guidance", "device", "dtype", "init-latents", "out-latents",
-                                 "width", "height", "seed", "index", "out"});
+                                 "width", "height", "seed", "index", "count", "out"});
     if (args.has("help")) {
       std::fputs(kUsage, stdout);
       return 0;
@@ -82,8 +151,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (args.has("model")) {
-      check_sampling_flags(args);
-      std::printf("stream-sample: not yet implemented: Stable Diffusion sampling (arguments are valid)\n");
+      sample(args);
       return 0;
     }
     throw synth::InputError("nothing to do: give --tokenize, --list-prompts or --model (see --help)");

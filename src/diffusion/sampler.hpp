@@ -53,6 +53,7 @@ class StableDiffusion {
   SampleOutput sample(const std::vector<std::string>& prompts, const torch::Tensor& noise, const SamplerOptions& options);
 
   const SdModelDir& model() const { return model_; }
+  int64_t upscale() const { return vae_.upscale(); }  // pixels per latent cell
   const EmbeddingCache& cache() const { return cache_; }
 
  private:
