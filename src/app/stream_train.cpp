@@ -10,6 +10,7 @@
 
 #include "app/cli.hpp"
 #include "config/load.hpp"
+#include "eval/evaluator.hpp"
 #include "run/metrics.hpp"
 #include "run/progress.hpp"
 #include "run/run_dir.hpp"
@@ -41,17 +42,26 @@ int main(int argc, char** argv) {
                                                         : "unexpected argument '" + args.positional()[1] + "'");
     const bool resume = args.has("resume");
     const synth::Config cfg = synth::load_config(args.positional()[0], args.all("set"));
+    synth::check_trainable(cfg);
+    // Open the data before the run directory, so unusable data leaves nothing behind.
+    const std::unique_ptr<synth::Dataset> data = synth::open_train_dataset(cfg);
+    if (!data)
+      throw synth::InputError(cfg.source_file + ": data.source = \"" + cfg.data.source +
+                              "\": the synthetic stream is not wired into stream-train yet (use fmnist or image_folder)");
+    std::unique_ptr<synth::Evaluator> evaluator;
+    if (cfg.eval.source != "none") evaluator = std::make_unique<synth::Evaluator>(cfg);
     const synth::RunDir run = synth::open_run_dir(cfg, resume);
     synth::MetricsWriter metrics(run.metrics_file);
 
     synth::TrainHooks hooks;
     hooks.log = [&run](const std::string& line) { run.logger->info("{}", line); };
     hooks.metrics = [&metrics](const nlohmann::json& record) { metrics.write(record); };
-    // hooks.evaluate stays empty until src/eval/evaluator.hpp lands (the lead wires it).
+    if (evaluator)
+      hooks.evaluate = [&evaluator](const synth::Classifier& classify) { return (*evaluator)(classify); };
 
     synth::TrainSummary s;
     try {
-      s = synth::run_training(cfg, run.root.string(), resume, hooks);
+      s = synth::run_training(cfg, *data, run.root.string(), resume, hooks);
     } catch (const std::exception& e) {
       // stderr gets the line from guarded_main; log.txt keeps it with the run.
       run.file_logger->error("{}", e.what());

@@ -31,3 +31,16 @@ std::unique_ptr<Dataset> open_idx_dataset(const std::string& dir, const std::str
 std::unique_ptr<Dataset> open_image_folder(const std::string& root, const std::vector<std::string>& class_ids = {});
 
 }  // namespace synth
+
+namespace synth {
+struct Config;
+
+// The datasets a config names. data.source = fmnist reads the "train" IDX split of data.train_path,
+// image_folder its tree; eval.source likewise with the "t10k" split of eval.path. ImageFolder labels
+// follow the ids of data.class_file when it is set (so training and evaluation agree), else the
+// sorted folder names. data.limit / eval.limit keep the first N items. data.source = synthetic has
+// no dataset (nullptr), nor has eval.source = none.
+std::unique_ptr<Dataset> open_train_dataset(const Config& cfg);
+std::unique_ptr<Dataset> open_eval_dataset(const Config& cfg);
+
+}  // namespace synth

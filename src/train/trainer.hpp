@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "config/config.hpp"
+#include "sources/dataset.hpp"
 
 namespace synth {
 
@@ -39,8 +40,15 @@ struct TrainSummary {
   double seconds = 0;
 };
 
-// Trains per cfg in run_dir (checkpoints go to run_dir/checkpoints). With resume, continues from
-// the newest checkpoint there; otherwise starts fresh.
-TrainSummary run_training(const Config& cfg, const std::string& run_dir, bool resume, const TrainHooks& hooks);
+// Throws InputError naming the key when cfg asks for something this trainer cannot do (yet), so
+// the main can refuse before it creates a run directory.
+void check_trainable(const Config& cfg);
+
+// Trains per cfg on `data` (open_train_dataset(cfg), opened by the caller so bad data fails before a
+// run directory exists) in run_dir (checkpoints go to run_dir/checkpoints). With resume, continues
+// from the newest checkpoint there (none: from image 0); otherwise starts fresh. Throws InputError
+// for unusable input, synth::Error for failures during the run; the newest checkpoint stays intact.
+TrainSummary run_training(const Config& cfg, const Dataset& data, const std::string& run_dir, bool resume,
+                          const TrainHooks& hooks);
 
 }  // namespace synth

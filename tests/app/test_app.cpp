@@ -1,5 +1,6 @@
 // The thin mains seen from outside: bad input exits 2 with exactly one line on stderr that names
-// the file and key, never a crash or a core dump; --help and the not-yet-implemented paths exit 0.
+// the file and key, never a crash or a core dump; short real runs leave a complete run directory;
+// --help and the not-yet-implemented paths exit 0.
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -93,8 +94,10 @@ Result run(const std::string& exe, const std::vector<std::string>& args) {
   return r;
 }
 
-// Exit 2, nothing on stdout, one stderr line "<program>: error: ..." containing every needle.
-void check_bad_input(const Result& r, const std::string& program, const std::vector<std::string>& needles) {
+// Exit 2, one stderr line "<program>: error: ..." containing every needle, and nothing on stdout
+// unless the failure comes after the run started (its console log lines are on stdout).
+void check_bad_input(const Result& r, const std::string& program, const std::vector<std::string>& needles,
+                     bool started = false) {
   INFO("stderr: " << r.err);
   INFO("stdout: " << r.out);
   CHECK(r.exited);
@@ -104,7 +107,7 @@ void check_bad_input(const Result& r, const std::string& program, const std::vec
   REQUIRE(lines.size() == 1);
   CHECK(lines[0].rfind(program + ": error: ", 0) == 0);
   for (const auto& n : needles) CHECK(lines[0].find(n) != std::string::npos);
-  CHECK(r.out.empty());
+  if (!started) CHECK(r.out.empty());
 }
 
 }  // namespace
@@ -147,16 +150,113 @@ TEST_CASE("stream-train: the run directory is never overwritten") {
   fs::create_directories(s.dir / "cli-ok");
   std::ofstream(s.dir / "cli-ok" / "log.txt") << "earlier run\n";
   const std::string root = (s.dir / "cli-ok").string();
-  check_bad_input(run(exe, {kData + "valid_minimal.toml", "--set", "run.dir=" + s.dir.string()}), "stream-train",
-                  {root + " exists and is not empty; pass --resume or choose another run.name"});
+  check_bad_input(run(exe, {kData + "valid_minimal.toml", "--set", "run.dir=" + s.dir.string(), "--set",
+                            "data.source=\"fmnist\""}),
+                  "stream-train", {root + " exists and is not empty; pass --resume or choose another run.name"});
   CHECK(slurp(s.dir / "cli-ok" / "log.txt") == "earlier run\n");
   check_bad_input(run(exe, {kData + "valid_minimal.toml", "--resume", "--set", "run.dir=" + s.dir.string(), "--set",
-                            "run.name=\"other\""}),
+                            "run.name=\"other\"", "--set", "data.source=\"fmnist\""}),
                   "stream-train", {(s.dir / "other").string() + " does not exist; nothing to resume"});
   CHECK(!fs::exists(s.dir / "other"));
 }
 
-TEST_CASE("stream-eval: arguments and config are checked, then a clear not-implemented exit 0") {
+// A short real run of configs/smoke.toml: 1024 Fashion-MNIST images, checkpoints at 512 and 1024.
+std::vector<std::string> tiny_run_args(const Scratch& s, const std::string& name) {
+  return {kRepo + "/configs/smoke.toml", "--set", "run.dir=" + s.dir.string(), "--set", "run.name=\"" + name + "\"",
+          "--set", "train.total_images=1024", "--set", "train.checkpoint_every_images=512", "--set", "eval.limit=500",
+          "--set", "train.batch_size=128"};
+}
+
+std::vector<nlohmann::json> read_metrics(const fs::path& file) {
+  std::vector<nlohmann::json> lines;
+  std::ifstream in(file);
+  for (std::string l; std::getline(in, l);) lines.push_back(nlohmann::json::parse(l));  // throws on a bad line
+  return lines;
+}
+
+TEST_CASE("stream-train: a short real run fills its run directory; resume and bad data keep checkpoints intact") {
+  const std::string exe = STREAM_TRAIN_EXE;
+  Scratch s;
+  const Result ok = run(exe, tiny_run_args(s, "tiny"));
+  INFO("stderr: " << ok.err);
+  REQUIRE(ok.code == 0);
+  const fs::path root = s.dir / "tiny";
+  CHECK(fs::is_regular_file(root / "config.toml"));
+  CHECK(slurp(root / "config.toml").find("total_images = 1024") != std::string::npos);
+  const std::string log = slurp(root / "log.txt");
+  CHECK(log.find("eval fmnist-t10k at 1.02k images: top-1 ") != std::string::npos);
+  CHECK(ok.out.find("done: 1024 images trained in 8 steps") != std::string::npos);
+  const auto metrics = read_metrics(root / "metrics.jsonl");
+  int train_lines = 0, evals = 0;
+  for (const auto& m : metrics) {
+    if (m.contains("loss")) {
+      ++train_lines;
+      for (const char* k : {"step", "images", "lr", "images_per_s", "ring_occupancy"}) CHECK(m.contains(k));
+    }
+    if (m.value("event", "") == "eval") {
+      ++evals;
+      CHECK(m["top1"].get<double>() > 0.0);
+    }
+  }
+  CHECK(train_lines == 1);  // every 10 steps and the last
+  CHECK(evals == 1);
+  CHECK(metrics.back()["event"] == "summary");
+  CHECK(metrics.back()["duplicates"] == 0);
+  CHECK(metrics.back()["gaps"] == 0);
+  std::vector<fs::path> ckpts;
+  for (const auto& e : fs::directory_iterator(root / "checkpoints")) ckpts.push_back(e.path());
+  REQUIRE(ckpts.size() == 2);
+  const fs::path newest = root / "checkpoints" / "ckpt-000000001024.pt";
+  const std::string newest_bytes = slurp(newest);
+  REQUIRE(!newest_bytes.empty());
+
+  // Resuming a finished run trains nothing more and evaluates again.
+  auto resume_args = tiny_run_args(s, "tiny");
+  resume_args.push_back("--resume");
+  const Result again = run(exe, resume_args);
+  CHECK(again.code == 0);
+  CHECK(again.out.find("resume: ckpt-000000001024.pt at step 8") != std::string::npos);
+  CHECK(slurp(newest) == newest_bytes);
+
+  // A truncated training IDX file: one line naming it, exit 2, the run's checkpoints untouched.
+  const fs::path idx = s.dir / "idx";
+  fs::create_directories(idx);
+  fs::copy_file("/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz", idx / "train-labels-idx1-ubyte.gz");
+  fs::copy_file("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", idx / "train-images-idx3-ubyte.gz");
+  fs::resize_file(idx / "train-images-idx3-ubyte.gz", fs::file_size(idx / "train-images-idx3-ubyte.gz") / 2);
+  auto truncated = resume_args;
+  truncated.insert(truncated.end(), {"--set", "data.train_path=\"" + idx.string() + "\""});
+  check_bad_input(run(exe, truncated), "stream-train", {(idx / "train-images-idx3-ubyte.gz").string()});
+  CHECK(slurp(newest) == newest_bytes);
+
+  // A corrupt JPEG in an ImageFolder tree: named, exit 2.
+  const fs::path tree = s.dir / "tree";
+  for (const char* cls : {"cat", "dog"}) {
+    fs::create_directories(tree / cls);
+    std::ofstream(tree / cls / "broken.jpg") << "\xff\xd8\xff\xe0 this is not a JPEG";
+  }
+  check_bad_input(run(exe, {kRepo + "/configs/smoke.toml", "--set", "run.dir=" + s.dir.string(), "--set",
+                            "run.name=\"jpeg\"", "--set", "data.source=\"image_folder\"", "--set",
+                            "data.train_path=\"" + tree.string() + "\"", "--set", "eval.source=\"none\""}),
+                  "stream-train", {"broken.jpg"}, true);
+
+  // A damaged newest checkpoint is refused by name on resume, never overwritten.
+  const std::string half = newest_bytes.substr(0, newest_bytes.size() / 2);
+  std::ofstream(newest, std::ios::binary | std::ios::trunc) << half;
+  check_bad_input(run(exe, resume_args), "stream-train", {newest.string(), "truncated or corrupt"}, true);
+  CHECK(slurp(newest) == half);
+
+  // The older checkpoint is intact and evaluates.
+  const Result ev = run(STREAM_EVAL_EXE, {"--checkpoint", (root / "checkpoints" / "ckpt-000000000512.pt").string(),
+                                          "--config", (root / "config.toml").string(), "--json"});
+  INFO("stream-eval stderr: " << ev.err);
+  REQUIRE(ev.code == 0);
+  const auto j = nlohmann::json::parse(ev.out);
+  CHECK(j["images"] == 500);
+  CHECK(j["images_trained"] == 512);
+}
+
+TEST_CASE("stream-eval: bad input exits 2; a checkpoint's accuracy equals the trainer's own evaluation") {
   const std::string exe = STREAM_EVAL_EXE;
   Scratch s;
   const fs::path ckpt = s.dir / "model.pt";
@@ -168,12 +268,25 @@ TEST_CASE("stream-eval: arguments and config are checked, then a clear not-imple
                   {"unknown_key.toml:5:1: unknown key train.batchsize"});
   check_bad_input(run(exe, {"--checkpoint", ckpt.string(), "--config", kData + "valid_minimal.toml"}), "stream-eval",
                   {"eval.source = \"none\""});
-  const Result ok = run(exe, {"--checkpoint", ckpt.string(), "--config", kRepo + "/configs/fmnist.toml", "--set",
-                              "eval.limit=100"});
-  CHECK(ok.code == 0);
-  CHECK(ok.err.empty());
-  CHECK(ok.out.rfind("stream-eval: not yet implemented: evaluating checkpoint " + ckpt.string(), 0) == 0);
+  check_bad_input(run(exe, {"--checkpoint", ckpt.string(), "--config", kRepo + "/configs/fmnist.toml"}), "stream-eval",
+                  {ckpt.string(), "truncated or corrupt"});
   CHECK(run(exe, {"--help"}).out.rfind("usage: stream-eval", 0) == 0);
+
+  const Result ok = run(STREAM_TRAIN_EXE, tiny_run_args(s, "ev"));
+  REQUIRE(ok.code == 0);
+  const fs::path root = s.dir / "ev";
+  double logged = -1;
+  for (const auto& m : read_metrics(root / "metrics.jsonl"))
+    if (m.value("event", "") == "eval") logged = m["top1"].get<double>();
+  const Result ev = run(exe, {"--checkpoint", (root / "checkpoints" / "ckpt-000000001024.pt").string(), "--config",
+                              (root / "config.toml").string(), "--json"});
+  REQUIRE(ev.code == 0);
+  const auto j = nlohmann::json::parse(ev.out);
+  CHECK(j["set"] == "fmnist-t10k");
+  CHECK(j["top1"].get<double>() == doctest::Approx(logged).epsilon(1e-9));
+  check_bad_input(run(exe, {"--checkpoint", (root / "checkpoints" / "ckpt-000000001024.pt").string(), "--config",
+                            (root / "config.toml").string(), "--set", "model.width=0.5"}),
+                  "stream-eval", {"the config asks for resnet18 width 0.5"});
 }
 
 TEST_CASE("stream-bench: arguments and config are checked, then a clear not-implemented exit 0") {
