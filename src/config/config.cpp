@@ -86,6 +86,29 @@ const std::vector<Binding>& bindings() {
       SYNTH_BIND(augment.flip_p, between(0, 1), "probability of a horizontal flip"),
       SYNTH_BIND(augment.mean, between(-10, 10), "per-channel (RGB) mean subtracted after scaling to [0,1]"),
       SYNTH_BIND(augment.std, above(0, 10), "per-channel (RGB) std dividing after the mean"),
+      SYNTH_BIND(augment.dino.global_crops, between(1, 64), "DINO: global crops per image"),
+      SYNTH_BIND(augment.dino.global_size, between(1, 4096), "DINO: side of a global crop, pixels"),
+      SYNTH_BIND(augment.dino.global_scale_min, above(0, 1), "DINO: smallest area fraction of a global crop"),
+      SYNTH_BIND(augment.dino.global_scale_max, above(0, 1), "DINO: largest area fraction of a global crop"),
+      SYNTH_BIND(augment.dino.local_crops, between(0, 64), "DINO: local crops per image"),
+      SYNTH_BIND(augment.dino.local_size, between(1, 4096), "DINO: side of a local crop, pixels"),
+      SYNTH_BIND(augment.dino.local_scale_min, above(0, 1), "DINO: smallest area fraction of a local crop"),
+      SYNTH_BIND(augment.dino.local_scale_max, above(0, 1), "DINO: largest area fraction of a local crop"),
+      SYNTH_BIND(augment.dino.ratio_min, above(0, 100), "DINO: smallest aspect ratio w/h (log-uniform)"),
+      SYNTH_BIND(augment.dino.ratio_max, above(0, 100), "DINO: largest aspect ratio w/h (log-uniform)"),
+      SYNTH_BIND(augment.dino.flip_p, between(0, 1), "DINO: probability of a horizontal flip"),
+      SYNTH_BIND(augment.dino.jitter_p, between(0, 1), "DINO: probability of applying colour jitter"),
+      SYNTH_BIND(augment.dino.brightness, between(0, 10), "DINO: brightness factor drawn from [max(0,1-b), 1+b]"),
+      SYNTH_BIND(augment.dino.contrast, between(0, 10), "DINO: contrast factor drawn from [max(0,1-c), 1+c]"),
+      SYNTH_BIND(augment.dino.saturation, between(0, 10), "DINO: saturation factor drawn from [max(0,1-s), 1+s]"),
+      SYNTH_BIND(augment.dino.hue, between(0, 0.5), "DINO: hue shift drawn from [-h, h]"),
+      SYNTH_BIND(augment.dino.grayscale_p, between(0, 1), "DINO: probability of converting to grayscale"),
+      SYNTH_BIND(augment.dino.blur_p_first, between(0, 1), "DINO: blur probability of first-type global crops"),
+      SYNTH_BIND(augment.dino.blur_p_second, between(0, 1), "DINO: blur probability of second-type global crops"),
+      SYNTH_BIND(augment.dino.blur_p_local, between(0, 1), "DINO: blur probability of local crops"),
+      SYNTH_BIND(augment.dino.blur_sigma_min, above(0, 100), "DINO: smallest Gaussian blur sigma, pixels"),
+      SYNTH_BIND(augment.dino.blur_sigma_max, above(0, 100), "DINO: largest Gaussian blur sigma, pixels"),
+      SYNTH_BIND(augment.dino.solarize_p, between(0, 1), "DINO: solarization probability of second-type global crops"),
 
       SYNTH_BIND(model.arch, one_of({"resnet18", "resnet34", "resnet50"}), "torchvision ResNet variant"),
       SYNTH_BIND(model.width, above(0, 8), "channel multiplier of every stage (1 = torchvision)"),
@@ -134,6 +157,12 @@ const Binding* find_binding(const std::string& key) {
 }
 
 std::string section_of(const std::string& key) { return key.substr(0, key.find('.')); }
+// The key inside its top-level section: "dino.global_crops" for augment.dino.global_crops, written
+// by to_toml as a TOML dotted key under [augment].
+std::string key_in_section(const std::string& key) {
+  const auto dot = key.find('.');
+  return dot == std::string::npos ? key : key.substr(dot + 1);
+}
 std::string leaf_of(const std::string& key) {
   const auto dot = key.rfind('.');
   return dot == std::string::npos ? key : key.substr(dot + 1);
@@ -416,6 +445,20 @@ void validate(const Config& c, const Locations& loc, const std::string& file) {
   require(c.augment.ratio_min <= c.augment.ratio_max, "augment.ratio_min",
           "augment.ratio_min (" + format_number(c.augment.ratio_min) + ") must be <= augment.ratio_max (" +
               format_number(c.augment.ratio_max) + ")");
+  for (const char* kind : {"global", "local"}) {
+    const bool g = kind[0] == 'g';
+    const double lo = g ? c.augment.dino.global_scale_min : c.augment.dino.local_scale_min;
+    const double hi = g ? c.augment.dino.global_scale_max : c.augment.dino.local_scale_max;
+    const std::string key = std::string("augment.dino.") + kind + "_scale_min";
+    require(lo <= hi, key, key + " (" + format_number(lo) + ") must be <= augment.dino." + kind + "_scale_max (" +
+                               format_number(hi) + ")");
+  }
+  require(c.augment.dino.ratio_min <= c.augment.dino.ratio_max, "augment.dino.ratio_min",
+          "augment.dino.ratio_min (" + format_number(c.augment.dino.ratio_min) + ") must be <= augment.dino.ratio_max (" +
+              format_number(c.augment.dino.ratio_max) + ")");
+  require(c.augment.dino.blur_sigma_min <= c.augment.dino.blur_sigma_max, "augment.dino.blur_sigma_min",
+          "augment.dino.blur_sigma_min (" + format_number(c.augment.dino.blur_sigma_min) +
+              ") must be <= augment.dino.blur_sigma_max (" + format_number(c.augment.dino.blur_sigma_max) + ")");
   // Images reach the model as N x 3 x H x W (gray sources are replicated), so one value per channel.
   require(c.augment.mean.size() == 3, "augment.mean",
           "augment.mean must have 3 values (R, G, B), got " + std::to_string(c.augment.mean.size()));
@@ -553,7 +596,7 @@ std::string to_toml(const Config& cfg) {
       section = section_of(key);
       out += "\n[" + section + "]\n";
     }
-    out += "# " + std::string(b.doc) + "\n" + leaf_of(key) + " = " + value_toml(b.field(copy)) + "\n";
+    out += "# " + std::string(b.doc) + "\n" + key_in_section(key) + " = " + value_toml(b.field(copy)) + "\n";
   }
   return out;
 }

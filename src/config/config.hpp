@@ -34,6 +34,26 @@ struct RingConfig {
   int max_width = 512;
 };
 
+// [augment.dino]: DINO multi-crop (Caron et al. 2021, main_dino.py DataAugmentationDINO). Global
+// crop g uses DINO's first global transform when g is even and the second when g is odd, so
+// 2k global crops are k DINO pairs; crops are numbered globals first, then locals.
+struct DinoConfig {
+  int global_crops = 1;
+  int global_size = 224;
+  double global_scale_min = 0.25, global_scale_max = 1.0;
+  int local_crops = 8;
+  int local_size = 96;
+  double local_scale_min = 0.05, local_scale_max = 0.25;
+  double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;
+  double flip_p = 0.5;
+  double jitter_p = 0.8;             // colour jitter applied with this probability
+  double brightness = 0.4, contrast = 0.4, saturation = 0.2, hue = 0.1;
+  double grayscale_p = 0.2;
+  double blur_p_first = 1.0, blur_p_second = 0.1, blur_p_local = 0.5;
+  double blur_sigma_min = 0.1, blur_sigma_max = 2.0;
+  double solarize_p = 0.2;           // second-type global crops only
+};
+
 // [augment]: the trainer-side augmentation. kind = "simple" (random resized crop + flip) | "dino".
 struct AugmentConfig {
   std::string kind = "simple";
@@ -43,6 +63,7 @@ struct AugmentConfig {
   double flip_p = 0.5;
   std::vector<double> mean = {0.485, 0.456, 0.406};
   std::vector<double> std = {0.229, 0.224, 0.225};
+  DinoConfig dino;                   // used when kind = "dino" (mean/std above normalize its crops)
 };
 
 // [model]: torchvision ResNet; width scales every stage's channels for tiny runs.

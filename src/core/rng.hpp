@@ -19,6 +19,7 @@ enum class RngPurpose : uint32_t {
   kShuffle = 6,         // epoch shuffles of real datasets
   kInit = 7,            // model initialization
   kDropout = 8,
+  kDinoAugment = 9,     // DINO multi-crop parameters (sub-key: crop number, globals first)
 };
 
 struct Philox4x32 {
