@@ -14,6 +14,7 @@
 #include "run/metrics.hpp"
 #include "run/progress.hpp"
 #include "run/run_dir.hpp"
+#include "sources/producer.hpp"
 #include "train/trainer.hpp"
 
 namespace {
@@ -61,7 +62,7 @@ int main(int argc, char** argv) {
 
     synth::TrainSummary s;
     try {
-      s = synth::run_training(cfg, *data, run.root.string(), resume, hooks);
+      s = synth::run_training(cfg, synth::real_image_source(cfg, *data), run.root.string(), resume, hooks);
     } catch (const std::exception& e) {
       // stderr gets the line from guarded_main; log.txt keeps it with the run.
       run.file_logger->error("{}", e.what());

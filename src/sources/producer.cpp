@@ -135,9 +135,28 @@ void RealProducer::run() {
       break;
     }
     ring_.publish(*slot);
+    produced_.fetch_add(1);
   }
   // The last thread out closes the ring: consumers drain it and see the end of the stream.
   if (running_.fetch_sub(1) == 1) ring_.close();
+}
+
+}  // namespace synth
+
+namespace synth {
+
+ImageSource real_image_source(const Config& cfg, const Dataset& dataset) {
+  ImageSource source;
+  source.name = cfg.data.train_path + " (" + std::to_string(dataset.size()) + " images)";
+  source.num_classes = dataset.num_classes();
+  source.tag = SourceTag::kReal;
+  const uint64_t seed = cfg.run.seed;
+  const int threads = cfg.data.decode_threads;
+  const bool skip = cfg.data.on_corrupt == "skip";
+  source.make_producer = [&dataset, seed, threads, skip](Ring& ring, uint64_t first, uint64_t end) {
+    return std::unique_ptr<Producer>(new RealProducer(dataset, ring, seed, first, end, threads, skip));
+  };
+  return source;
 }
 
 }  // namespace synth

@@ -13,7 +13,9 @@
 #include <thread>
 #include <vector>
 
+#include "config/config.hpp"
 #include "sources/dataset.hpp"
+#include "stream/producer.hpp"
 #include "stream/ring.hpp"
 
 namespace synth {
@@ -21,22 +23,23 @@ namespace synth {
 // The shuffle of epoch `epoch`: a permutation of [0, n).
 std::vector<int64_t> epoch_permutation(uint64_t seed, uint64_t epoch, int64_t n);
 
-class RealProducer {
+class RealProducer final : public Producer {
  public:
   // Produces stream indices [first_index, end_index) with `threads` decoder threads. With
   // skip_corrupt an unreadable item is replaced by the next loadable one in the epoch's order
   // (deterministic) and counted in skipped(); otherwise its InputError stops the stream.
   RealProducer(const Dataset& dataset, Ring& ring, uint64_t seed, uint64_t first_index, uint64_t end_index, int threads,
                bool skip_corrupt);
-  ~RealProducer();  // closes the ring and joins, so a consumer-side exception never leaks threads
+  ~RealProducer() override;  // closes the ring and joins, so a consumer-side exception never leaks threads
   RealProducer(const RealProducer&) = delete;
   RealProducer& operator=(const RealProducer&) = delete;
 
-  void start();
+  void start() override;
   // Waits for every thread; rethrows the first exception a thread hit (which already closed the
   // ring so consumers woke up).
-  void join();
-  uint64_t skipped() const { return skipped_.load(); }
+  void join() override;
+  uint64_t produced() const override { return produced_.load(); }
+  uint64_t skipped() const override { return skipped_.load(); }
 
  private:
   void run();
@@ -51,11 +54,17 @@ class RealProducer {
   int64_t n_;
   std::atomic<uint64_t> next_;
   std::atomic<uint64_t> skipped_{0};
+  std::atomic<uint64_t> produced_{0};
   std::atomic<int> running_{0};
   std::vector<std::thread> workers_;
   std::mutex mutex_;  // guards perms_ and error_
   std::map<uint64_t, std::shared_ptr<const std::vector<int64_t>>> perms_;
   std::exception_ptr error_;
 };
+
+// The real-image source of a config: `dataset` (open_train_dataset(cfg), which must outlive it)
+// fed by data.decode_threads RealProducer threads, shuffled by run.seed, skipping corrupt items
+// when data.on_corrupt = "skip".
+ImageSource real_image_source(const Config& cfg, const Dataset& dataset);
 
 }  // namespace synth

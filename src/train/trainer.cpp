@@ -11,8 +11,6 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "run/progress.hpp"
-#include "sources/dataset.hpp"
-#include "sources/producer.hpp"
 #include "stream/batcher.hpp"
 #include "stream/ledger.hpp"
 #include "stream/ring.hpp"
@@ -49,7 +47,7 @@ void check_trainable(const Config& cfg) {
     throw InputError(cfg.source_file + ": train.device = \"cuda\" but this build/machine has no CUDA device; use cpu");
 }
 
-TrainSummary run_training(const Config& cfg, const Dataset& data, const std::string& run_dir, bool resume,
+TrainSummary run_training(const Config& cfg, const ImageSource& source, const std::string& run_dir, bool resume,
                           const TrainHooks& hooks) {
   const Clock::time_point t0 = Clock::now();
   auto log = [&](const std::string& line) {
@@ -66,10 +64,9 @@ TrainSummary run_training(const Config& cfg, const Dataset& data, const std::str
   const int64_t batch = cfg.train.batch_size;
   const int64_t total_steps = int64_t((total + uint64_t(batch) - 1) / uint64_t(batch));
 
-  const Dataset* dataset = &data;
-  if (dataset->num_classes() > cfg.model.num_classes)
-    throw InputError("model.num_classes = " + std::to_string(cfg.model.num_classes) + " but " + cfg.data.train_path +
-                     " has " + std::to_string(dataset->num_classes()) + " classes");
+  if (source.num_classes > cfg.model.num_classes)
+    throw InputError("model.num_classes = " + std::to_string(cfg.model.num_classes) + " but " + source.name + " has " +
+                     std::to_string(source.num_classes) + " classes");
 
   // Initialization is drawn from torch's generator seeded by a counter-based key of the run seed.
   CounterRng init_rng(seed, 0, RngPurpose::kInit, 0);
@@ -138,13 +135,12 @@ TrainSummary run_training(const Config& cfg, const Dataset& data, const std::str
   if (state.images_seen < total) {
     const size_t slot_bytes = size_t(cfg.ring.max_height) * size_t(cfg.ring.max_width) * 3;
     Ring ring(size_t(cfg.ring.slots), slot_bytes);
-    RealProducer producer(*dataset, ring, seed, state.images_seen, total, cfg.data.decode_threads,
-                          cfg.data.on_corrupt == "skip");
+    const std::unique_ptr<Producer> producer = source.make_producer(ring, state.images_seen, total);
     OrderedBatcher batcher(ring, batch, state.images_seen, total);
-    producer.start();
+    producer->start();
     log("training " + cfg.model.arch + " (width " + format_si(cfg.model.width) + ", " +
         std::to_string(cfg.model.num_classes) + " classes) on " + format_count(total - state.images_seen) +
-        " images of " + cfg.data.train_path + ", " + std::to_string(total_steps - state.step) + " steps of " +
+        " images of " + source.name + ", " + std::to_string(total_steps - state.step) + " steps of " +
         std::to_string(batch) + ", peak lr " + format_si(schedule.peak));
 
     Progress progress(total, state.images_seen, cfg.run.progress_seconds);
@@ -162,7 +158,7 @@ TrainSummary run_training(const Config& cfg, const Dataset& data, const std::str
         // A producer error closes the ring mid-batch; report the producer's cause (a corrupt file)
         // rather than the batcher's symptom.
         ring.close();
-        producer.join();
+        producer->join();
         throw;
       }
       if (!slots) break;
@@ -224,14 +220,15 @@ TrainSummary run_training(const Config& cfg, const Dataset& data, const std::str
       if (!last && crossed(before, state.images_seen, cfg.eval.every_images)) evaluate();
       if (!last && crossed(before, state.images_seen, cfg.train.checkpoint_every_images)) checkpoint();
     }
-    producer.join();
+    producer->join();
     summary.seconds = seconds_since(t_train);
     const RingStats rs = ring.stats();
     if (state.images_seen < total)
       throw Error("the stream ended at image " + std::to_string(state.images_seen) + " of " + std::to_string(total));
     log("ring: trainer waited " + format_duration(rs.consumer_wait_s) + " for images, producers waited " +
         format_duration(rs.producer_wait_s) + " for free slots" +
-        (producer.skipped() ? ", " + std::to_string(producer.skipped()) + " corrupt items skipped" : ""));
+        (producer->skipped() ? ", " + std::to_string(producer->skipped()) + " corrupt items skipped" : ""));
+    summary.images_produced = producer->produced();
     checkpoint();
   }
   evaluate();

@@ -11,7 +11,7 @@
 #include <torch/torch.h>
 
 #include "config/config.hpp"
-#include "sources/dataset.hpp"
+#include "stream/producer.hpp"
 
 namespace synth {
 
@@ -34,7 +34,8 @@ struct TrainHooks {
 
 struct TrainSummary {
   int64_t steps = 0;
-  uint64_t images_trained = 0;
+  uint64_t images_trained = 0;  // in this invocation (a resumed run counts from its checkpoint)
+  uint64_t images_produced = 0; // published into the ring by the producers in this invocation
   uint64_t duplicates = 0, gaps = 0;
   EvalResult last_eval;
   double seconds = 0;
@@ -44,11 +45,11 @@ struct TrainSummary {
 // the main can refuse before it creates a run directory.
 void check_trainable(const Config& cfg);
 
-// Trains per cfg on `data` (open_train_dataset(cfg), opened by the caller so bad data fails before a
-// run directory exists) in run_dir (checkpoints go to run_dir/checkpoints). With resume, continues
+// Trains per cfg on the images of `source` (real_image_source() or synthetic_image_source(), built
+// by the caller so bad data fails before a run directory exists) in run_dir (checkpoints go to run_dir/checkpoints). With resume, continues
 // from the newest checkpoint there (none: from image 0); otherwise starts fresh. Throws InputError
 // for unusable input, synth::Error for failures during the run; the newest checkpoint stays intact.
-TrainSummary run_training(const Config& cfg, const Dataset& data, const std::string& run_dir, bool resume,
+TrainSummary run_training(const Config& cfg, const ImageSource& source, const std::string& run_dir, bool resume,
                           const TrainHooks& hooks);
 
 }  // namespace synth

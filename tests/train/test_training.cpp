@@ -10,7 +10,7 @@
 #include "config/config.hpp"
 #include "core/error.hpp"
 #include "eval/evaluator.hpp"
-#include "sources/dataset.hpp"
+#include "sources/producer.hpp"
 #include "stream/ledger.hpp"
 #include "train/checkpoint.hpp"
 #include "train/optimizer.hpp"
@@ -105,9 +105,10 @@ TEST_CASE("a quarter-width ResNet-18 learns Fashion-MNIST from the stream (real 
       CHECK(j.contains("ring_occupancy"));
     }
   };
-  const synth::TrainSummary s = synth::run_training(c, *data, dir.path.string(), false, hooks);
+  const synth::TrainSummary s = synth::run_training(c, synth::real_image_source(c, *data), dir.path.string(), false, hooks);
   CHECK(s.steps == 120);
   CHECK(s.images_trained == 15360);
+  CHECK(s.images_produced == 15360);  // generated (here: decoded) = trained
   CHECK(s.duplicates == 0);
   CHECK(s.gaps == 0);
   CHECK(metric_lines == 12);
@@ -137,16 +138,16 @@ TEST_CASE("resume: stopped after a checkpoint and resumed == uninterrupted, bit 
   const auto data = synth::open_train_dataset(c);
 
   TempDir whole, interrupted;
-  synth::run_training(c, *data, whole.path.string(), false, {});
+  synth::run_training(c, synth::real_image_source(c, *data), whole.path.string(), false, {});
 
   struct Stop {};
   synth::TrainHooks stop_after_checkpoint;
   stop_after_checkpoint.metrics = [](const nlohmann::json& j) {
     if (j.value("event", "") == "checkpoint" && j.at("images").get<uint64_t>() == 1280) throw Stop{};
   };
-  CHECK_THROWS_AS(synth::run_training(c, *data, interrupted.path.string(), false, stop_after_checkpoint), Stop);
+  CHECK_THROWS_AS(synth::run_training(c, synth::real_image_source(c, *data), interrupted.path.string(), false, stop_after_checkpoint), Stop);
   REQUIRE(synth::list_checkpoints(interrupted.path / "checkpoints").size() == 1);
-  const synth::TrainSummary resumed = synth::run_training(c, *data, interrupted.path.string(), true, {});
+  const synth::TrainSummary resumed = synth::run_training(c, synth::real_image_source(c, *data), interrupted.path.string(), true, {});
   CHECK(resumed.images_trained == 3072 - 1280);
   CHECK(resumed.duplicates == 0);
   CHECK(resumed.gaps == 0);
@@ -182,17 +183,17 @@ TEST_CASE("a checkpoint of another seed or architecture is refused on resume; th
   c.data.limit = 512;
   const auto data = synth::open_train_dataset(c);
   TempDir dir;
-  synth::run_training(c, *data, dir.path.string(), false, {});
+  synth::run_training(c, synth::real_image_source(c, *data), dir.path.string(), false, {});
   const auto files = synth::list_checkpoints(dir.path / "checkpoints");
   REQUIRE(files.size() == 1);
   const auto bytes = fs::file_size(files[0]);
   synth::Config other_seed = c;
   other_seed.run.seed = 3;
-  CHECK_THROWS_WITH_AS(synth::run_training(other_seed, *data, dir.path.string(), true, {}),
+  CHECK_THROWS_WITH_AS(synth::run_training(other_seed, synth::real_image_source(other_seed, *data), dir.path.string(), true, {}),
                        doctest::Contains("run.seed = 0"), synth::InputError);
   synth::Config other_arch = c;
   other_arch.model.arch = "resnet34";
-  CHECK_THROWS_WITH_AS(synth::run_training(other_arch, *data, dir.path.string(), true, {}),
+  CHECK_THROWS_WITH_AS(synth::run_training(other_arch, synth::real_image_source(other_arch, *data), dir.path.string(), true, {}),
                        doctest::Contains("holds resnet18"), synth::InputError);
   CHECK(fs::file_size(files[0]) == bytes);
   CHECK(synth::read_checkpoint_state(files[0]).images_seen == 256);
@@ -203,6 +204,6 @@ TEST_CASE("model.num_classes smaller than the dataset's classes is an InputError
   c.model.num_classes = 5;
   const auto data = synth::open_train_dataset(c);
   TempDir dir;
-  CHECK_THROWS_WITH_AS(synth::run_training(c, *data, dir.path.string(), false, {}), doctest::Contains("model.num_classes = 5"),
+  CHECK_THROWS_WITH_AS(synth::run_training(c, synth::real_image_source(c, *data), dir.path.string(), false, {}), doctest::Contains("model.num_classes = 5"),
                        synth::InputError);
 }
