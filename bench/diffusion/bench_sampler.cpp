@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/host_memory.hpp"
 #include "core/compat.hpp"
 #include "diffusion/sampler.hpp"
 
@@ -31,6 +32,7 @@ void sync(const torch::Device& d) {
 }  // namespace
 
 int main(int argc, char** argv) try {
+  synth::keep_freed_memory();
   const std::string model = arg(argc, argv, "model", SYNTH_BENCH_TINY_SD);
   const std::string device_name = arg(argc, argv, "device", "cpu"), dtype_name = arg(argc, argv, "dtype", "fp32");
   const torch::Device device = device_name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/host_memory.hpp"
 
 namespace synth::cli {
 
@@ -90,6 +91,7 @@ class Args {
 
 // Runs body(); any exception becomes one line on stderr. Exit codes: 0 ok, 1 internal, 2 bad input.
 inline int guarded_main(const char* program, const std::function<int()>& body) {
+  keep_freed_memory();
   try {
     return body();
   } catch (const InputError& e) {

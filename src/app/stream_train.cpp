@@ -10,6 +10,7 @@
 
 #include "app/cli.hpp"
 #include "config/load.hpp"
+#include "diffusion/generator.hpp"
 #include "eval/evaluator.hpp"
 #include "run/metrics.hpp"
 #include "run/progress.hpp"
@@ -44,11 +45,16 @@ int main(int argc, char** argv) {
     const bool resume = args.has("resume");
     const synth::Config cfg = synth::load_config(args.positional()[0], args.all("set"));
     synth::check_trainable(cfg);
-    // Open the data before the run directory, so unusable data leaves nothing behind.
-    const std::unique_ptr<synth::Dataset> data = synth::open_train_dataset(cfg);
-    if (!data)
-      throw synth::InputError(cfg.source_file + ": data.source = \"" + cfg.data.source +
-                              "\": the synthetic stream is not wired into stream-train yet (use fmnist or image_folder)");
+    // Open the data (and load the generator's weights) before the run directory, so unusable
+    // input leaves nothing behind.
+    std::unique_ptr<synth::Dataset> data;
+    synth::ImageSource source;
+    if (cfg.data.source == "synthetic") {
+      source = synth::synthetic_image_source(cfg);
+    } else {
+      data = synth::open_train_dataset(cfg);
+      source = synth::real_image_source(cfg, *data);
+    }
     std::unique_ptr<synth::Evaluator> evaluator;
     if (cfg.eval.source != "none") evaluator = std::make_unique<synth::Evaluator>(cfg);
     const synth::RunDir run = synth::open_run_dir(cfg, resume);
@@ -56,13 +62,14 @@ int main(int argc, char** argv) {
 
     synth::TrainHooks hooks;
     hooks.log = [&run](const std::string& line) { run.logger->info("{}", line); };
+    if (!cfg.run.note.empty()) run.logger->info("note: {}", cfg.run.note);
     hooks.metrics = [&metrics](const nlohmann::json& record) { metrics.write(record); };
     if (evaluator)
       hooks.evaluate = [&evaluator](const synth::Classifier& classify) { return (*evaluator)(classify); };
 
     synth::TrainSummary s;
     try {
-      s = synth::run_training(cfg, synth::real_image_source(cfg, *data), run.root.string(), resume, hooks);
+      s = synth::run_training(cfg, source, run.root.string(), resume, hooks);
     } catch (const std::exception& e) {
       // stderr gets the line from guarded_main; log.txt keeps it with the run.
       run.file_logger->error("{}", e.what());
@@ -70,7 +77,9 @@ int main(int argc, char** argv) {
     }
 
     const double rate = s.seconds > 0 ? double(s.images_trained) / s.seconds : 0;
-    std::string line = "done: " + std::to_string(s.images_trained) + " images trained in " +
+    std::string line = "done: " + std::to_string(s.images_produced) + " images " +
+                       (cfg.data.source == "synthetic" ? "generated, " : "decoded, ") + std::to_string(s.images_trained) +
+                       " trained in " +
                        std::to_string(s.steps) + " steps (" + synth::format_duration(s.seconds) + ", " +
                        synth::format_rate(rate) + "), " + std::to_string(s.duplicates) + " duplicates, " +
                        std::to_string(s.gaps) + " gaps";
@@ -82,10 +91,13 @@ int main(int argc, char** argv) {
     }
     run.logger->info("{}", line);
     metrics.write({{"event", "summary"},
+                   {"images_produced", s.images_produced},
                    {"images_trained", s.images_trained},
                    {"steps", s.steps},
                    {"duplicates", s.duplicates},
                    {"gaps", s.gaps},
+                   {"images_seen", s.images_seen},
+                   {"exactly_once", s.exactly_once},
                    {"seconds", s.seconds},
                    {"eval_set", s.last_eval.set},
                    {"eval_images", s.last_eval.images},

@@ -65,6 +65,7 @@ const std::vector<Binding>& bindings() {
       SYNTH_BIND(run.dir, non_empty(), "folder holding all run directories"),
       SYNTH_BIND(run.seed, at_least(0), "root of every counter-based RNG key"),
       SYNTH_BIND(run.progress_seconds, above(0, 86400), "seconds between console progress lines"),
+      SYNTH_BIND(run.note, any_value(), "a line logged at the start of the run"),
 
       SYNTH_BIND(data.source, one_of({"fmnist", "image_folder", "synthetic"}), "where training images come from"),
       SYNTH_BIND(data.train_path, any_value(), "IDX folder (fmnist) or ImageFolder root (image_folder)"),
@@ -145,6 +146,17 @@ const std::vector<Binding>& bindings() {
       SYNTH_BIND(prompts.template_weights, between(0, 1e9), "mixture weight per template ([] = uniform)"),
       SYNTH_BIND(prompts.block_multiplier, between(1, 1 << 20), "k: each class appears k times per block of N*k images"),
       SYNTH_BIND(prompts.class_weights_file, any_value(), "per-class weights file ('' = exactly balanced classes)"),
+
+      SYNTH_BIND(generator.model_dir, any_value(), "diffusers Stable Diffusion v1 directory (data.source = synthetic)"),
+      SYNTH_BIND(generator.scheduler, one_of({"pndm", "ddim", "dpmpp2m", "euler"}), "sampler"),
+      SYNTH_BIND(generator.steps, between(1, 1000), "denoising steps"),
+      SYNTH_BIND(generator.guidance, between(0, 100), "classifier-free guidance scale"),
+      SYNTH_BIND(generator.width, between(8, 4096), "generated image width, pixels (multiple of 8)"),
+      SYNTH_BIND(generator.height, between(8, 4096), "generated image height, pixels (multiple of 8)"),
+      SYNTH_BIND(generator.batch_size, between(1, 4096), "images per sampler call"),
+      SYNTH_BIND(generator.device, one_of({"cpu", "cuda"}), "where the generator runs"),
+      SYNTH_BIND(generator.dtype, one_of({"fp32", "fp16"}), "weights/activations dtype of the U-Net, VAE and text encoder"),
+      SYNTH_BIND(generator.instances, between(1, 64), "generator threads, each with its own model copy"),
   };
   return table;
 }
@@ -482,7 +494,27 @@ void validate(const Config& c, const Locations& loc, const std::string& file) {
 
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (c.data.source != "synthetic") {
+  if (c.data.source == "synthetic") {
+    const GeneratorConfig& g = c.generator;
+    require(!g.model_dir.empty(), "generator.model_dir", "generator.model_dir is empty (data.source = \"synthetic\")");
+    require(fs::is_regular_file(fs::path(g.model_dir) / "model_index.json", ec), "generator.model_dir",
+            "generator.model_dir: '" + g.model_dir + "' is not a diffusers model directory (no model_index.json)");
+    require(g.width % 8 == 0 && g.height % 8 == 0, "generator.width",
+            "generator.width x generator.height (" + std::to_string(g.width) + "x" + std::to_string(g.height) +
+                ") must be multiples of 8");
+    require(g.dtype != "fp16" || g.device == "cuda", "generator.dtype",
+            "generator.dtype = \"fp16\" needs generator.device = \"cuda\"");
+    require(c.ring.max_height >= g.height && c.ring.max_width >= g.width, "ring.max_height",
+            "ring.max_height x ring.max_width (" + std::to_string(c.ring.max_height) + "x" +
+                std::to_string(c.ring.max_width) + ") cannot hold a generated " + std::to_string(g.height) + "x" +
+                std::to_string(g.width) + " image");
+    // Each generator holds a whole sampler batch of slots while it generates (slots are taken before
+    // indices are claimed), on top of the trainer's batch: see stream/batcher.hpp.
+    const int64_t need = c.train.batch_size + g.batch_size * g.instances;
+    require(int64_t(c.ring.slots) >= need, "ring.slots",
+            "ring.slots (" + std::to_string(c.ring.slots) + ") must be >= train.batch_size + generator.batch_size * " +
+                "generator.instances (" + std::to_string(need) + ")");
+  } else {
     require(!c.data.train_path.empty(), "data.train_path", "data.train_path is empty (data.source = " + toml_string(c.data.source) + ")");
     require(fs::is_directory(c.data.train_path, ec), "data.train_path",
             "data.train_path: '" + c.data.train_path + "' does not exist or is not a directory");

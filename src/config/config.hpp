@@ -15,6 +15,7 @@ struct RunConfig {
   std::string dir = "runs";
   uint64_t seed = 0;                 // root of every counter-based RNG key
   double progress_seconds = 5.0;     // one console progress line this often
+  std::string note;                  // logged at the start of the run (e.g. "random weights: chance accuracy")
 };
 
 // [data]: where training images come from before the ring. source = "fmnist" | "image_folder" | "synthetic".
@@ -118,6 +119,20 @@ struct PromptsConfig {
   std::string class_weights_file;    // "<id or name> <weight>" per line; empty = balanced classes
 };
 
+// [generator]: Stable Diffusion v1 generating the stream when data.source = "synthetic" (the
+// paper's protocol: SD v1.4, PNDM 50 steps, guidance 7.5, 512x384; Sariyildiz et al. 2023, Sec. 4).
+struct GeneratorConfig {
+  std::string model_dir;             // diffusers SD v1 directory (model_index.json, unet/, vae/, ...)
+  std::string scheduler = "pndm";    // pndm | ddim | dpmpp2m | euler
+  int64_t steps = 50;
+  double guidance = 7.5;
+  int64_t width = 512, height = 384; // pixels, multiples of the VAE's upscale factor (8)
+  int64_t batch_size = 8;            // images per sampler call
+  std::string device = "cpu";        // cpu | cuda
+  std::string dtype = "fp32";        // fp32 | fp16 (fp16 needs cuda)
+  int instances = 1;                 // generator threads, each with its own model copy
+};
+
 struct Config {
   RunConfig run;
   DataConfig data;
@@ -128,6 +143,7 @@ struct Config {
   TrainConfig train;
   EvalConfig eval;
   PromptsConfig prompts;
+  GeneratorConfig generator;
   std::string source_file;           // the TOML file it came from
 };
 

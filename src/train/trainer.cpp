@@ -37,8 +37,6 @@ bool crossed(uint64_t before, uint64_t after, int64_t every) {
 }  // namespace
 
 void check_trainable(const Config& cfg) {
-  if (cfg.data.source == "synthetic")
-    throw InputError(cfg.source_file + ": data.source = \"synthetic\": the generator stream is not wired into the trainer yet; use fmnist or image_folder");
   if (cfg.augment.kind != "simple")
     throw InputError(cfg.source_file + ": augment.kind = \"" + cfg.augment.kind + "\": only \"simple\" is wired into the trainer so far");
   if (cfg.train.precision != "fp32")
@@ -237,6 +235,8 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
   summary.images_trained = state.images_seen - start_images;
   summary.duplicates = ledger.duplicates();
   summary.gaps = ledger.gap_count(state.images_seen);
+  summary.images_seen = state.images_seen;
+  summary.exactly_once = ledger.exactly_once(state.images_seen);
   if (summary.seconds == 0) summary.seconds = seconds_since(t0);
   return summary;
 }

@@ -37,6 +37,8 @@ struct TrainSummary {
   uint64_t images_trained = 0;  // in this invocation (a resumed run counts from its checkpoint)
   uint64_t images_produced = 0; // published into the ring by the producers in this invocation
   uint64_t duplicates = 0, gaps = 0;
+  uint64_t images_seen = 0;   // the run's position: images trained on since image 0, across resumes
+  bool exactly_once = false;  // the ledger holds every index of [0, images_seen) exactly once
   EvalResult last_eval;
   double seconds = 0;
 };

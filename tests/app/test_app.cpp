@@ -24,6 +24,8 @@ namespace {
 
 const std::string kData = SYNTH_TEST_DATA "/configs/";
 const std::string kRepo = SYNTH_SOURCE_DIR;
+// valid_minimal.toml is a synthetic run; its generator is the toy SD model of the test data.
+const std::string kTinySd = "generator.model_dir=\"" SYNTH_TEST_DATA "/tiny-sd\"";
 
 struct Scratch {
   fs::path dir;
@@ -59,9 +61,9 @@ std::string slurp(const fs::path& p) {
   return s.str();
 }
 
-// Runs exe with args in a fresh working directory, stdout/stderr captured to files. A child that
-// hangs is killed by SIGALRM after 120 s (which the test then reports as not exited).
-Result run(const std::string& exe, const std::vector<std::string>& args) {
+// Runs exe with args in a fresh working directory (or in `workdir`), stdout/stderr captured to
+// files. A child that hangs is killed by SIGALRM after 120 s (the test then reports it as not exited).
+Result run(const std::string& exe, const std::vector<std::string>& args, const std::string& workdir = "") {
   Scratch cwd;
   const fs::path out = cwd.dir / "stdout.txt", err = cwd.dir / "stderr.txt";
   std::vector<std::string> all = {exe};
@@ -74,7 +76,7 @@ Result run(const std::string& exe, const std::vector<std::string>& args) {
   if (pid == 0) {
     const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (o < 0 || e < 0 || ::chdir(cwd.dir.c_str()) != 0) ::_exit(127);
+    if (o < 0 || e < 0 || ::chdir(workdir.empty() ? cwd.dir.c_str() : workdir.c_str()) != 0) ::_exit(127);
     ::dup2(o, 1);
     ::dup2(e, 2);
     ::alarm(120);
@@ -160,9 +162,9 @@ TEST_CASE("stream-train: the run directory is never overwritten") {
   CHECK(!fs::exists(s.dir / "other"));
 }
 
-// A short real run of configs/smoke.toml: 1024 Fashion-MNIST images, checkpoints at 512 and 1024.
+// A short real run of configs/fmnist.toml: 1024 Fashion-MNIST images, checkpoints at 512 and 1024.
 std::vector<std::string> tiny_run_args(const Scratch& s, const std::string& name) {
-  return {kRepo + "/configs/smoke.toml", "--set", "run.dir=" + s.dir.string(), "--set", "run.name=\"" + name + "\"",
+  return {kRepo + "/configs/fmnist.toml", "--set", "run.dir=" + s.dir.string(), "--set", "run.name=\"" + name + "\"",
           "--set", "train.total_images=1024", "--set", "train.checkpoint_every_images=512", "--set", "eval.limit=500",
           "--set", "train.batch_size=128"};
 }
@@ -185,7 +187,7 @@ TEST_CASE("stream-train: a short real run fills its run directory; resume and ba
   CHECK(slurp(root / "config.toml").find("total_images = 1024") != std::string::npos);
   const std::string log = slurp(root / "log.txt");
   CHECK(log.find("eval fmnist-t10k at 1.02k images: top-1 ") != std::string::npos);
-  CHECK(ok.out.find("done: 1024 images trained in 8 steps") != std::string::npos);
+  CHECK(ok.out.find("done: 1024 images decoded, 1024 trained in 8 steps") != std::string::npos);
   const auto metrics = read_metrics(root / "metrics.jsonl");
   int train_lines = 0, evals = 0;
   for (const auto& m : metrics) {
@@ -256,6 +258,66 @@ TEST_CASE("stream-train: a short real run fills its run directory; resume and ba
   CHECK(j["images_trained"] == 512);
 }
 
+TEST_CASE("stream-train: the synthetic stream survives kill -9; resumed, every index is trained exactly once") {
+  const std::string exe = STREAM_TRAIN_EXE;
+  Scratch s;
+  const std::vector<std::string> args = {kRepo + "/configs/smoke.toml", "--set", "run.dir=" + s.dir.string(), "--set",
+                                         "train.total_images=640", "--set", "train.checkpoint_every_images=128",
+                                         "--set", "train.keep_checkpoints=10", "--set", "eval.limit=200"};
+  const fs::path root = s.dir / "smoke", ckpts = root / "checkpoints";
+  // Start the run (from the repo: smoke.toml's paths are relative to it) and SIGKILL it once a
+  // checkpoint exists, i.e. between checkpoints with images in flight.
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    if (::chdir(kRepo.c_str()) != 0) ::_exit(127);
+    std::vector<std::string> all = {exe};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(exe.c_str(), argv.data());
+    ::_exit(127);
+  }
+  auto checkpoint_count = [&] {
+    int n = 0;
+    std::error_code ec;
+    if (fs::is_directory(ckpts, ec))
+      for (const auto& e : fs::directory_iterator(ckpts, ec))
+        if (e.path().extension() == ".pt") ++n;
+    return n;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (checkpoint_count() < 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  REQUIRE(WIFSIGNALED(status));  // killed mid-run, not finished
+  const int before = checkpoint_count();
+  REQUIRE(before >= 1);
+  INFO("checkpoints at the kill: " << before);
+
+  auto resume = args;
+  resume.push_back("--resume");
+  const Result r = run(exe, resume, kRepo);
+  INFO("stderr: " << r.err);
+  REQUIRE(r.code == 0);
+  const auto metrics = read_metrics(root / "metrics.jsonl");
+  const auto& summary = metrics.back();
+  REQUIRE(summary["event"] == "summary");
+  CHECK(summary["images_seen"] == 640);
+  CHECK(summary["exactly_once"] == true);
+  CHECK(summary["duplicates"] == 0);
+  CHECK(summary["gaps"] == 0);
+  // This invocation generated exactly what the checkpointed model had not seen.
+  CHECK(summary["images_produced"] == summary["images_trained"]);
+  CHECK(summary["images_trained"].get<int>() == 640 - 128 * (before));
+}
+
 TEST_CASE("stream-eval: bad input exits 2; a checkpoint's accuracy equals the trainer's own evaluation") {
   const std::string exe = STREAM_EVAL_EXE;
   Scratch s;
@@ -266,7 +328,8 @@ TEST_CASE("stream-eval: bad input exits 2; a checkpoint's accuracy equals the tr
                   "stream-eval", {"--checkpoint: '/nonexistent/model.pt' does not exist"});
   check_bad_input(run(exe, {"--checkpoint", ckpt.string(), "--config", kData + "unknown_key.toml"}), "stream-eval",
                   {"unknown_key.toml:5:1: unknown key train.batchsize"});
-  check_bad_input(run(exe, {"--checkpoint", ckpt.string(), "--config", kData + "valid_minimal.toml"}), "stream-eval",
+  check_bad_input(run(exe, {"--checkpoint", ckpt.string(), "--config", kData + "valid_minimal.toml", "--set", kTinySd}),
+                  "stream-eval",
                   {"eval.source = \"none\""});
   check_bad_input(run(exe, {"--checkpoint", ckpt.string(), "--config", kRepo + "/configs/fmnist.toml"}), "stream-eval",
                   {ckpt.string(), "truncated or corrupt"});
@@ -293,11 +356,11 @@ TEST_CASE("stream-bench: arguments and config are checked, then a clear not-impl
   const std::string exe = STREAM_BENCH_EXE;
   check_bad_input(run(exe, {kData + "wrong_type.toml", "--json"}), "stream-bench", {"wrong_type.toml:5:14"});
   check_bad_input(run(exe, {kData + "valid_minimal.toml", "--fast"}), "stream-bench", {"unknown option --fast"});
-  const Result text = run(exe, {kData + "valid_minimal.toml"});
+  const Result text = run(exe, {kData + "valid_minimal.toml", "--set", kTinySd});
   CHECK(text.code == 0);
   CHECK(text.err.empty());
   CHECK(text.out.rfind("stream-bench: not yet implemented: benchmarking the data stream", 0) == 0);
-  const Result json = run(exe, {kData + "valid_minimal.toml", "--json", "--generator-only"});
+  const Result json = run(exe, {kData + "valid_minimal.toml", "--set", kTinySd, "--json", "--generator-only"});
   CHECK(json.code == 0);
   const auto j = nlohmann::json::parse(json.out);
   CHECK(j["implemented"] == false);
@@ -321,7 +384,9 @@ TEST_CASE("stream-sample: --tokenize prints the 77 ids, --list-prompts the strea
   CHECK(v[6] == 49407);  // end of text, then padding with it
   CHECK(v[76] == 49407);
 
-  const Result list = run(exe, {"--config", kRepo + "/configs/reference.toml", "--list-prompts", "5", "--start", "100"});
+  // Relative paths in a config (prompts.class_file) are relative to the working directory: the repo.
+  const Result list =
+      run(exe, {"--config", kRepo + "/configs/reference.toml", "--list-prompts", "5", "--start", "100"}, kRepo);
   REQUIRE(list.exited);
   CHECK(list.code == 0);
   std::istringstream lines(list.out);

@@ -219,7 +219,8 @@ TEST_CASE("input paths must exist when they are used") {
   CHECK(contains(parse_error("", {"data.train_path=" SYNTH_SOURCE_DIR "/configs/reference.toml"}),
                  "does not exist or is not a directory"));
   // Unused paths are not checked.
-  const Config c = load_config(kData + "valid_minimal.toml", {"data.train_path=/nonexistent/a", "eval.path=/nonexistent/b"});
+  const Config c = load_config(kData + "valid_minimal.toml", {"data.train_path=/nonexistent/a", "eval.path=/nonexistent/b",
+                                                              "generator.model_dir=\"" SYNTH_TEST_DATA "/tiny-sd\""});
   CHECK(c.data.source == "synthetic");
   CHECK(c.eval.source == "none");
   // validate_config applies the same rules to a Config built in code.
@@ -235,6 +236,7 @@ TEST_CASE("to_toml round trip reproduces every setting exactly") {
   c.run.seed = 9223372036854775807ull;
   c.run.progress_seconds = 0.1 + 0.2;  // not representable in short decimal
   c.data.source = "synthetic";
+  c.generator.model_dir = SYNTH_TEST_DATA "/tiny-sd";
   c.data.limit = 123456789012;
   c.augment.mean = {1.0 / 3.0, -0.0, 1e-300};
   c.augment.std = {1e-9, 2.5, 7.0};

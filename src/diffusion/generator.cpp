@@ -1,0 +1,152 @@
+#include "diffusion/generator.hpp"
+
+#include <chrono>
+#include <cstring>
+
+#include "core/error.hpp"
+
+namespace synth {
+
+SyntheticProducer::SyntheticProducer(std::vector<std::shared_ptr<StableDiffusion>> models,
+                                     std::shared_ptr<const PromptStream> prompts, Ring& ring,
+                                     const SamplerOptions& options, int64_t batch_size, uint64_t seed, uint64_t first,
+                                     uint64_t end)
+    : models_(std::move(models)),
+      prompts_(std::move(prompts)),
+      ring_(ring),
+      options_(options),
+      batch_(batch_size),
+      seed_(seed),
+      end_(end),
+      next_(first) {
+  if (models_.empty()) throw InputError("generator.instances must be >= 1");
+  if (batch_size < 1) throw InputError("generator.batch_size must be >= 1");
+  if (first > end) throw InputError("stream range is empty: first index " + std::to_string(first) + " > end " + std::to_string(end));
+  const size_t bytes = size_t(options.width) * size_t(options.height) * 3;
+  if (bytes > ring.slot_bytes())
+    throw InputError("a generated " + std::to_string(options.height) + "x" + std::to_string(options.width) +
+                     " image needs " + std::to_string(bytes) + " bytes, a ring slot holds " +
+                     std::to_string(ring.slot_bytes()) + "; raise ring.max_height/ring.max_width");
+}
+
+SyntheticProducer::~SyntheticProducer() {
+  bool live = false;
+  for (const std::thread& t : workers_) live = live || t.joinable();
+  if (live) {
+    ring_.close();
+    for (std::thread& t : workers_)
+      if (t.joinable()) t.join();
+  }
+}
+
+void SyntheticProducer::start() {
+  if (!workers_.empty()) throw Error("SyntheticProducer::start called twice");
+  running_ = int(models_.size());
+  for (auto& m : models_) workers_.emplace_back([this, sd = m.get()] { run(*sd); });
+}
+
+void SyntheticProducer::join() {
+  for (std::thread& t : workers_)
+    if (t.joinable()) t.join();
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (error_) std::rethrow_exception(error_);
+}
+
+double SyntheticProducer::generate_seconds() const { return double(generate_us_.load()) * 1e-6; }
+
+void SyntheticProducer::run(StableDiffusion& sd) {
+  std::vector<int> slots;
+  try {
+    while (true) {
+      // Slots first, then indices (see the header and stream/batcher.hpp).
+      slots.clear();
+      for (int64_t k = 0; k < batch_; ++k) {
+        const std::optional<int> s = ring_.acquire_free();
+        if (!s) break;
+        slots.push_back(*s);
+      }
+      if (int64_t(slots.size()) < batch_) break;  // ring closed
+      uint64_t begin = next_.load();
+      uint64_t count = 0;
+      do {
+        count = std::min<uint64_t>(uint64_t(batch_), end_ > begin ? end_ - begin : 0);
+      } while (count > 0 && !next_.compare_exchange_weak(begin, begin + count));
+      if (count == 0) break;
+      for (size_t k = size_t(count); k < slots.size(); ++k) ring_.discard(slots[k]);
+      slots.resize(size_t(count));
+
+      const std::vector<PromptEntry> entries = prompts_->range(begin, begin + count);
+      std::vector<std::string> texts;
+      std::vector<uint64_t> indices;
+      for (const PromptEntry& e : entries) {
+        texts.push_back(e.prompt);
+        indices.push_back(e.index);
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      const torch::Tensor noise = sd.initial_noise(indices, seed_, options_.width, options_.height);
+      const SampleOutput out = sd.sample(texts, noise, options_);
+      generate_us_.fetch_add(uint64_t(
+          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()));
+      for (size_t k = 0; k < slots.size(); ++k) {
+        const ImageU8& img = out.images[k];
+        std::memcpy(ring_.data(slots[k]), img.pixels.data(), img.bytes());
+        SlotMeta& m = ring_.meta(slots[k]);
+        m.index = entries[k].index;
+        m.label = entries[k].class_index;
+        m.source = SourceTag::kSynthetic;
+        m.height = img.height;
+        m.width = img.width;
+        m.channels = 3;
+      }
+      for (int s : slots) ring_.publish(s);
+      produced_.fetch_add(count);
+      slots.clear();
+    }
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+    ring_.close();
+  }
+  for (int s : slots) ring_.discard(s);
+  if (running_.fetch_sub(1) == 1) ring_.close();
+}
+
+ImageSource synthetic_image_source(const Config& cfg) {
+  const GeneratorConfig& g = cfg.generator;
+  const torch::Device device(g.device == "cuda" ? torch::kCUDA : torch::kCPU);
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw InputError(cfg.source_file + ": generator.device = \"cuda\" but this build/machine has no CUDA device");
+  const torch::Dtype dtype = g.dtype == "fp16" ? torch::kHalf : torch::kFloat32;
+  std::vector<std::shared_ptr<StableDiffusion>> models;
+  for (int i = 0; i < g.instances; ++i) models.push_back(std::make_shared<StableDiffusion>(g.model_dir, device, dtype));
+  models[0]->latent_size(g.width, g.height);  // InputError when the size does not fit the VAE
+
+  PromptStreamConfig pc;
+  static_cast<PromptsConfig&>(pc) = cfg.prompts;
+  pc.seed = cfg.run.seed;
+  auto prompts = std::make_shared<const PromptStream>(PromptStream::from_config(pc));
+
+  SamplerOptions options;
+  options.scheduler = g.scheduler;
+  options.steps = g.steps;
+  options.guidance = g.guidance;
+  options.width = g.width;
+  options.height = g.height;
+
+  ImageSource source;
+  source.name = "Stable Diffusion " + g.model_dir + " (" + g.scheduler + ", " + std::to_string(g.steps) +
+                " steps, guidance " + std::to_string(g.guidance).substr(0, 4) + ", " + std::to_string(g.width) + "x" +
+                std::to_string(g.height) + ", " + std::to_string(prompts->classes().size()) + " classes)";
+  source.num_classes = int(prompts->classes().size());
+  source.tag = SourceTag::kSynthetic;
+  const uint64_t seed = cfg.run.seed;
+  const int64_t batch = g.batch_size;
+  source.make_producer = [models, prompts, options, batch, seed](Ring& ring, uint64_t first, uint64_t end) {
+    return std::unique_ptr<Producer>(new SyntheticProducer(models, prompts, ring, options, batch, seed, first, end));
+  };
+  return source;
+}
+
+}  // namespace synth

@@ -1,0 +1,61 @@
+// The synthetic image source: generator threads that run the guided Stable Diffusion sampler on
+// the prompt stream and publish uint8 images into the ring, each tagged with its global index and
+// class (Sariyildiz et al. 2023, "Fake it till you make it", generated online instead of stored).
+//
+// Exactly once: a generator takes generator.batch_size free slots, THEN claims that many
+// consecutive indices from one shared counter over [first, end) (fewer at the end; extra slots go
+// back), generates them and publishes every one - or fails and closes the ring. What image i is
+// depends only on (run.seed, i): its prompt (PromptStream::at) and its initial noise
+// (CounterRng(seed, i, kNoise)), never on which generator or batch made it.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "config/config.hpp"
+#include "diffusion/sampler.hpp"
+#include "prompts/prompt_stream.hpp"
+#include "stream/producer.hpp"
+
+namespace synth {
+
+class SyntheticProducer final : public Producer {
+ public:
+  // One thread per model in `models` (each StableDiffusion is used by one thread only).
+  SyntheticProducer(std::vector<std::shared_ptr<StableDiffusion>> models, std::shared_ptr<const PromptStream> prompts,
+                    Ring& ring, const SamplerOptions& options, int64_t batch_size, uint64_t seed, uint64_t first,
+                    uint64_t end);
+  ~SyntheticProducer() override;
+  void start() override;
+  void join() override;
+  uint64_t produced() const override { return produced_.load(); }
+  double generate_seconds() const;  // summed over threads: time inside the sampler
+
+ private:
+  void run(StableDiffusion& sd);
+
+  std::vector<std::shared_ptr<StableDiffusion>> models_;
+  std::shared_ptr<const PromptStream> prompts_;
+  Ring& ring_;
+  SamplerOptions options_;
+  int64_t batch_;
+  uint64_t seed_, end_;
+  std::atomic<uint64_t> next_;
+  std::atomic<uint64_t> produced_{0};
+  std::atomic<uint64_t> generate_us_{0};
+  std::atomic<int> running_{0};
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::exception_ptr error_;
+};
+
+// The [generator] + [prompts] source of a config: generator.instances model copies loaded from
+// generator.model_dir (InputError naming the file for missing/corrupt weights), the prompt stream
+// of run.seed, and labels = rows of prompts.class_file.
+ImageSource synthetic_image_source(const Config& cfg);
+
+}  // namespace synth
