@@ -1,31 +1,57 @@
-// stream-bench CONFIG [--set section.key=value]... [--json] [--generator-only]: images/s of the
-// data stream that CONFIG describes (decode/generate -> ring -> augment) without training.
-// Arguments and config are parsed and validated in full now; the measurement arrives with the
-// stream sources.
+// stream-bench CONFIG [--set section.key=value]... [--images N] [--steps N] [--json] [--generator-only]:
+// measures, on the machine at hand, each stage of the stream that CONFIG describes - producers
+// (SD generators or real-image decoders) into the ring, the trainer-side augmentation, and the
+// training step - and derives the stream rate, the generator/trainer balance and what the whole
+// run would cost.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "app/cli.hpp"
+#include "augment/simple_augment.hpp"
 #include "config/load.hpp"
+#include "diffusion/generator.hpp"
+#include "run/progress.hpp"
+#include "sources/producer.hpp"
+#include "train/optimizer.hpp"
+#include "train/resnet.hpp"
+#include "train/trainer.hpp"
 
 namespace {
 
 constexpr const char* kUsage =
-    "usage: stream-bench CONFIG [--set section.key=value]... [--json] [--generator-only]\n"
-    "Measures images/s of the data stream described by CONFIG (producers -> ring -> augment).\n"
+    "usage: stream-bench CONFIG [--set section.key=value]... [--images N] [--steps N] [--json] [--generator-only]\n"
+    "Measures images/s of each stage of the stream described by CONFIG on this machine: producers\n"
+    "(generator or decoder) -> ring, augmentation, training step; then the stream rate, how many\n"
+    "generator devices balance one trainer, and the wall time of the config's run.\n"
     "  --set k=v          override one key (TOML value); repeatable\n"
-    "  --json             print one JSON object instead of text\n"
-    "  --generator-only   measure the image producers alone (no ring, no augmentation)\n"
+    "  --images N         images the producers make for the measurement (default: 4 generator\n"
+    "                     batches for synthetic data, 4 training batches for real data)\n"
+    "  --steps N          timed training steps (default 3, after one warm-up step)\n"
+    "  --json             print one JSON object instead of a table\n"
+    "  --generator-only   measure the producers alone\n"
     "  --help             this text\n"
     "Exit status: 0 done, 2 bad input, 1 internal error.\n";
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct Stage {
+  std::string name;
+  double images_per_s = 0;
+  double seconds = 0;
+  int64_t images = 0;
+};
 
 }  // namespace
 
 int main(int argc, char** argv) {
   return synth::cli::guarded_main("stream-bench", [&] {
-    const synth::cli::Args args(argc, argv, {"help", "json", "generator-only"}, {"set"});
+    const synth::cli::Args args(argc, argv, {"help", "json", "generator-only"}, {"set", "images", "steps"});
     if (args.has("help")) {
       std::fputs(kUsage, stdout);
       return 0;
@@ -34,14 +60,125 @@ int main(int argc, char** argv) {
       throw synth::InputError(args.positional().empty() ? "missing CONFIG file (see --help)"
                                                         : "unexpected argument '" + args.positional()[1] + "'");
     const synth::Config cfg = synth::load_config(args.positional()[0], args.all("set"));
-    const std::string what = std::string("benchmarking the ") + (args.has("generator-only") ? "image producers" : "data stream") +
-                             " of data.source = " + cfg.data.source;
-    if (args.has("json")) {
-      const nlohmann::json out = {{"implemented", false}, {"what", what}, {"config", cfg.source_file}};
-      std::printf("%s\n", out.dump().c_str());
+    synth::check_trainable(cfg);
+    if (cfg.train.threads > 0) torch::set_num_threads(cfg.train.threads);
+    const bool synthetic = cfg.data.source == "synthetic";
+    const long long images_arg = args.get_int("images", synthetic ? 4 * cfg.generator.batch_size : 4 * cfg.train.batch_size);
+    const long long steps = args.get_int("steps", 3);
+    if (images_arg < 1) throw synth::InputError("--images must be >= 1");
+    if (steps < 1) throw synth::InputError("--steps must be >= 1");
+    const uint64_t n = uint64_t(images_arg);
+
+    std::unique_ptr<synth::Dataset> data;
+    synth::ImageSource source;
+    if (synthetic) {
+      source = synth::synthetic_image_source(cfg);
     } else {
-      std::printf("stream-bench: not yet implemented: %s; config %s is valid\n", what.c_str(), cfg.source_file.c_str());
+      data = synth::open_train_dataset(cfg);
+      source = synth::real_image_source(cfg, *data);
     }
+    std::vector<Stage> stages;
+
+    // 1. Producers -> ring. A warm-up range (one generator batch) first, outside the timing, so
+    // one-time costs (prompt embeddings, allocator growth) do not count.
+    const size_t slot_bytes = size_t(cfg.ring.max_height) * size_t(cfg.ring.max_width) * 3;
+    std::vector<std::vector<uint8_t>> kept;  // a training batch of produced images for stage 2
+    std::vector<synth::SlotMeta> kept_meta;
+    auto produce = [&](uint64_t first, uint64_t end, bool keep) {
+      synth::Ring ring(size_t(cfg.ring.slots), slot_bytes);
+      auto producer = source.make_producer(ring, first, end);
+      const Clock::time_point t0 = Clock::now();
+      producer->start();
+      while (auto slot = ring.acquire_ready()) {
+        if (keep && int64_t(kept.size()) < cfg.train.batch_size) {
+          const synth::SlotMeta& m = ring.meta(*slot);
+          kept.emplace_back(ring.data(*slot), ring.data(*slot) + size_t(m.height) * m.width * m.channels);
+          kept_meta.push_back(m);
+        }
+        ring.release(*slot);
+      }
+      producer->join();
+      return since(t0);
+    };
+    const uint64_t warm = synthetic ? uint64_t(cfg.generator.batch_size) : uint64_t(cfg.train.batch_size);
+    produce(1ull << 40, (1ull << 40) + warm, false);
+    const double produce_s = produce(0, n, true);
+    stages.push_back({synthetic ? "generate" : "decode", double(n) / produce_s, produce_s, int64_t(n)});
+
+    if (!args.has("generator-only")) {
+      // 2. Augmentation of one training batch (the images kept above, repeated to fill it).
+      std::vector<synth::ImageView> views;
+      for (int64_t i = 0; i < cfg.train.batch_size; ++i) {
+        const size_t k = size_t(i) % kept.size();
+        const synth::SlotMeta& m = kept_meta[k];
+        views.push_back(synth::ImageView{kept[k].data(), m.height, m.width, m.channels, uint64_t(i)});
+      }
+      synth::simple_augment_batch(cfg.augment, cfg.run.seed, views);
+      Clock::time_point t0 = Clock::now();
+      torch::Tensor x;
+      for (long long s = 0; s < steps; ++s) x = synth::simple_augment_batch(cfg.augment, cfg.run.seed, views);
+      double sec = since(t0);
+      stages.push_back({"augment", double(steps * cfg.train.batch_size) / sec, sec, steps * cfg.train.batch_size});
+
+      // 3. Training steps (forward, backward, SGD) on that batch.
+      const torch::Device device(cfg.train.device == "cuda" ? torch::kCUDA : torch::kCPU);
+      synth::ResNet model(synth::ResNetSpec{cfg.model.arch, cfg.model.width, cfg.model.num_classes});
+      model->to(device);
+      auto sgd = synth::make_sgd(*model, cfg.optim);
+      x = x.to(device);
+      const torch::Tensor y = torch::randint(cfg.model.num_classes, {cfg.train.batch_size}, torch::kInt64).to(device);
+      auto step = [&] {
+        sgd->zero_grad();
+        torch::nn::functional::cross_entropy(model->forward(x), y).backward();
+        sgd->step();
+        if (device.is_cuda()) torch::cuda::synchronize();
+      };
+      step();
+      t0 = Clock::now();
+      for (long long s = 0; s < steps; ++s) step();
+      sec = since(t0);
+      stages.push_back({"train", double(steps * cfg.train.batch_size) / sec, sec, steps * cfg.train.batch_size});
+    }
+
+    // The stream: stages on separate devices run concurrently (rate = slowest stage); sharing
+    // one device they take turns (rate = 1 / sum of per-image times).
+    double slowest = stages[0].images_per_s, per_image = 0;
+    for (const Stage& s : stages) {
+      slowest = std::min(slowest, s.images_per_s);
+      per_image += 1.0 / s.images_per_s;
+    }
+    const double shared = 1.0 / per_image;
+    const double trainer = stages.size() > 2 ? stages[2].images_per_s : 0;
+    const double balance = trainer > 0 ? trainer / stages[0].images_per_s : 0;  // producers per trainer
+    const double total = double(cfg.train.total_images);
+
+    if (args.has("json")) {
+      nlohmann::json j = {{"config", cfg.source_file},
+                          {"source", source.name},
+                          {"stream_images_per_s_pipelined", slowest},
+                          {"stream_images_per_s_shared_device", shared},
+                          {"producers_per_trainer", balance},
+                          {"run_images", cfg.train.total_images},
+                          {"run_seconds_shared_device", total / shared}};
+      for (const Stage& s : stages)
+        j["stages"].push_back({{"stage", s.name}, {"images_per_s", s.images_per_s}, {"seconds", s.seconds}, {"images", s.images}});
+      std::printf("%s\n", j.dump().c_str());
+      return 0;
+    }
+    std::printf("stream-bench %s: %s\n", cfg.source_file.c_str(), source.name.c_str());
+    std::printf("%-10s %12s %10s %10s\n", "stage", "images/s", "images", "seconds");
+    for (const Stage& s : stages)
+      std::printf("%-10s %12.2f %10lld %10.2f\n", s.name.c_str(), s.images_per_s, (long long)s.images, s.seconds);
+    std::printf("stream: %.2f images/s with every stage on its own device, %.2f images/s on one shared device\n", slowest,
+                shared);
+    if (balance > 0)
+      std::printf("balance: %.3g %s devices per trainer device keep the trainer busy\n", balance,
+                  synthetic ? "generator" : "decoder");
+    std::printf("run: %s images take %s on one shared device like this one (%s device-hours with %.3g producer devices "
+                "per trainer)\n",
+                synth::format_count(uint64_t(total)).c_str(), synth::format_duration(total / shared).c_str(),
+                synth::format_si(balance > 0 ? total / trainer * (1 + balance) / 3600.0 : total / slowest / 3600.0).c_str(),
+                balance);
     return 0;
   });
 }

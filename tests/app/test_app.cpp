@@ -352,19 +352,39 @@ TEST_CASE("stream-eval: bad input exits 2; a checkpoint's accuracy equals the tr
                   "stream-eval", {"the config asks for resnet18 width 0.5"});
 }
 
-TEST_CASE("stream-bench: arguments and config are checked, then a clear not-implemented exit 0") {
+TEST_CASE("stream-bench: measures generator, augmentation and trainer on the toy SD model; bad input exits 2") {
   const std::string exe = STREAM_BENCH_EXE;
   check_bad_input(run(exe, {kData + "wrong_type.toml", "--json"}), "stream-bench", {"wrong_type.toml:5:14"});
   check_bad_input(run(exe, {kData + "valid_minimal.toml", "--fast"}), "stream-bench", {"unknown option --fast"});
-  const Result text = run(exe, {kData + "valid_minimal.toml", "--set", kTinySd});
-  CHECK(text.code == 0);
-  CHECK(text.err.empty());
-  CHECK(text.out.rfind("stream-bench: not yet implemented: benchmarking the data stream", 0) == 0);
-  const Result json = run(exe, {kData + "valid_minimal.toml", "--set", kTinySd, "--json", "--generator-only"});
-  CHECK(json.code == 0);
+  const std::vector<std::string> small = {kData + "valid_minimal.toml", "--set", kTinySd, "--set", "generator.width=32",
+                                          "--set", "generator.height=32", "--set", "generator.steps=2", "--set",
+                                          "generator.batch_size=4", "--set", "model.arch=\"resnet18\"", "--set",
+                                          "model.width=0.125", "--set", "train.batch_size=8", "--set",
+                                          "augment.crop_size=32", "--set", "prompts.class_file=\"" + kRepo +
+                                              "/configs/classes/fmnist.tsv\"", "--set", "model.num_classes=10",
+                                          "--set", "prompts.templates=[\"c\"]"};
+  auto json_args = small;
+  json_args.insert(json_args.end(), {"--json", "--images", "8", "--steps", "2"});
+  const Result json = run(exe, json_args);
+  INFO("stderr: " << json.err);
+  REQUIRE(json.code == 0);
   const auto j = nlohmann::json::parse(json.out);
-  CHECK(j["implemented"] == false);
-  CHECK(j["what"].get<std::string>().find("image producers") != std::string::npos);
+  REQUIRE(j["stages"].size() == 3);
+  CHECK(j["stages"][0]["stage"] == "generate");
+  CHECK(j["stages"][0]["images"] == 8);
+  CHECK(j["stages"][1]["stage"] == "augment");
+  CHECK(j["stages"][2]["stage"] == "train");
+  for (const auto& s : j["stages"]) CHECK(s["images_per_s"].get<double>() > 0);
+  // The stream on one shared device is slower than its slowest stage.
+  CHECK(j["stream_images_per_s_shared_device"].get<double>() < j["stream_images_per_s_pipelined"].get<double>());
+  auto text_args = small;
+  text_args.insert(text_args.end(), {"--images", "4", "--generator-only"});
+  const Result text = run(exe, text_args);
+  CHECK(text.code == 0);
+  CHECK(text.out.find("generate") != std::string::npos);
+  CHECK(text.out.find("stream: ") != std::string::npos);
+  check_bad_input(run(exe, {kData + "valid_minimal.toml", "--set", kTinySd, "--images", "0"}), "stream-bench",
+                  {"--images must be >= 1"});
   CHECK(run(exe, {"--help"}).out.rfind("usage: stream-bench", 0) == 0);
 }
 
