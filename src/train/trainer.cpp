@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "augment/dino_cpu.hpp"
 #include "augment/simple_augment.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -34,11 +35,41 @@ bool crossed(uint64_t before, uint64_t after, int64_t every) {
   return every > 0 && after / uint64_t(every) > before / uint64_t(every);
 }
 
+// The crops of one batch grouped by size, with their labels: one crop per image for "simple";
+// DINO's G global and L local crops per image (Caron et al. 2021, multi-crop), image-major.
+struct CropGroup {
+  torch::Tensor images, labels;
+};
+
+std::vector<CropGroup> augment_batch(const Config& cfg, uint64_t seed, const std::vector<ImageView>& views,
+                                     const std::vector<int64_t>& labels) {
+  const torch::Tensor y = torch::tensor(labels, torch::kInt64);
+  if (cfg.augment.kind == "simple") return {{simple_augment_batch(cfg.augment, seed, views), y}};
+  // The DINO CPU reference takes whole images; copy the slots (the CUDA flavor's fused kernel
+  // reads them in place).
+  std::vector<ImageU8> images(views.size());
+  std::vector<const ImageU8*> pointers;
+  std::vector<uint64_t> indices;
+  for (size_t i = 0; i < views.size(); ++i) {
+    const ImageView& v = views[i];
+    images[i].height = v.height;
+    images[i].width = v.width;
+    images[i].channels = v.channels;
+    images[i].pixels.assign(v.pixels, v.pixels + images[i].bytes());
+    pointers.push_back(&images[i]);
+    indices.push_back(v.index);
+  }
+  const DinoBatch b = dino_augment_cpu(cfg.augment.dino, cfg.augment.mean, cfg.augment.std, seed, pointers, indices);
+  std::vector<CropGroup> groups;
+  groups.push_back({b.global, y.repeat_interleave(cfg.augment.dino.global_crops)});
+  if (cfg.augment.dino.local_crops > 0 && b.local.defined() && b.local.numel() > 0)
+    groups.push_back({b.local, y.repeat_interleave(cfg.augment.dino.local_crops)});
+  return groups;
+}
+
 }  // namespace
 
 void check_trainable(const Config& cfg) {
-  if (cfg.augment.kind != "simple")
-    throw InputError(cfg.source_file + ": augment.kind = \"" + cfg.augment.kind + "\": only \"simple\" is wired into the trainer so far");
   if (cfg.train.precision != "fp32")
     throw InputError(cfg.source_file + ": train.precision = \"" + cfg.train.precision + "\": mixed precision is not wired into the trainer yet; use fp32");
   if (cfg.train.device == "cuda" && !torch::cuda::is_available())
@@ -168,22 +199,30 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
         labels.push_back(m.label);
         ledger.record(m.index);
       }
-      torch::Tensor x;
+      std::vector<CropGroup> groups;
       try {
-        x = simple_augment_batch(cfg.augment, seed, views);
+        groups = augment_batch(cfg, seed, views, labels);
       } catch (...) {
         for (int s : *slots) ring.release(s);
         throw;
       }
       for (int s : *slots) ring.release(s);
-      const torch::Tensor y = torch::tensor(labels, torch::kInt64).to(device);
 
       const double lr = schedule.at(state.step);
       set_lr(*optimizer, lr);
       optimizer->zero_grad();
-      const torch::Tensor logits = model->forward(x.to(device));
-      const torch::Tensor loss = torch::nn::functional::cross_entropy(
-          logits, y, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(cfg.optim.label_smoothing));
+      // Cross-entropy averaged over every crop of every image: each size group's mean weighted by
+      // its share of the crops (one forward per crop size, as DINO does).
+      int64_t crops = 0;
+      for (const CropGroup& g : groups) crops += g.images.size(0);
+      torch::Tensor loss;
+      for (const CropGroup& g : groups) {
+        const torch::Tensor part = torch::nn::functional::cross_entropy(
+            model->forward(g.images.to(device)), g.labels.to(device),
+            torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(cfg.optim.label_smoothing)) *
+            (double(g.images.size(0)) / double(crops));
+        loss = loss.defined() ? loss + part : part;
+      }
       loss.backward();
       optimizer->step();
       const double loss_value = loss.item<double>();

@@ -282,3 +282,35 @@ TEST_CASE("string arrays: prompts.templates takes only known template names") {
   CHECK_THROWS_AS(parse_config("[prompts]\ntemplates = [1]\n", "t.toml"), synth::InputError);
   CHECK_THROWS_AS(parse_config("[prompts]\ntemplates = []\n", "t.toml"), synth::InputError);
 }
+
+TEST_CASE("the paper's configs load (model and data paths supplied) and hold its protocol") {
+  for (const char* name : {"in100_stream", "in1k_stream"}) {
+    CAPTURE(name);
+    const bool in100 = std::string(name) == "in100_stream";
+    const std::string classes = std::string(SYNTH_SOURCE_DIR "/configs/classes/") + (in100 ? "imagenet100.tsv" : "imagenet1k.tsv");
+    const Config c = load_config(std::string(SYNTH_SOURCE_DIR "/configs/") + name + ".toml",
+                                 {"generator.model_dir=\"" SYNTH_TEST_DATA "/tiny-sd\"", "eval.path=\"" SYNTH_TEST_DATA "\"",
+                                  "data.class_file=\"" + classes + "\""});
+    CHECK(c.data.source == "synthetic");
+    CHECK(c.generator.scheduler == "pndm");
+    CHECK(c.generator.steps == 50);
+    CHECK(c.generator.guidance == 7.5);
+    CHECK(c.generator.width == 512);
+    CHECK(c.generator.height == 384);
+    CHECK(c.prompts.templates.size() == 6);
+    CHECK(c.prompts.template_weights.empty());  // uniform mixture of the six
+    CHECK(c.augment.kind == "dino");
+    CHECK(c.augment.dino.global_crops == 1);
+    CHECK(c.augment.dino.global_size == 224);
+    CHECK(c.augment.dino.local_crops == 8);
+    CHECK(c.augment.dino.local_size == 96);
+    CHECK(c.model.arch == "resnet50");
+    CHECK(c.model.num_classes == (in100 ? 100 : 1000));
+    CHECK(c.optim.momentum == 0.9);
+    CHECK(c.optim.weight_decay == 1e-4);
+    CHECK(c.optim.warmup_fraction == 0.1);
+    CHECK(c.train.batch_size == 256);
+    CHECK(c.train.total_images == (in100 ? 12668900 : 128116700));  // 100 epochs of the real set
+    CHECK(c.train.precision == "fp16");
+  }
+}
