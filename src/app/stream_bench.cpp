@@ -14,7 +14,7 @@
 #include "app/cli.hpp"
 #include "augment/simple_augment.hpp"
 #include "config/load.hpp"
-#include "diffusion/generator.hpp"
+#include "sources/generator.hpp"
 #include "run/progress.hpp"
 #include "sources/producer.hpp"
 #include "train/optimizer.hpp"

@@ -10,7 +10,7 @@
 
 #include "app/cli.hpp"
 #include "config/load.hpp"
-#include "diffusion/generator.hpp"
+#include "sources/generator.hpp"
 #include "eval/evaluator.hpp"
 #include "run/metrics.hpp"
 #include "run/progress.hpp"

@@ -9,7 +9,7 @@
 
 #include "config/config.hpp"
 #include "core/error.hpp"
-#include "diffusion/generator.hpp"
+#include "sources/generator.hpp"
 #include "stream/batcher.hpp"
 
 namespace {

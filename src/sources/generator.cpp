@@ -1,4 +1,4 @@
-#include "diffusion/generator.hpp"
+#include "sources/generator.hpp"
 
 #include <chrono>
 #include <cstring>
