@@ -5,6 +5,7 @@
 
 #include <ATen/Parallel.h>
 
+#include "augment/dino_params.hpp"
 #include "core/error.hpp"
 
 namespace synth {
@@ -58,33 +59,9 @@ void check_norm(const std::vector<double>& mean, const std::vector<double>& std)
 
 CropBox random_resized_crop_box(CounterRng& rng, int height, int width, double scale_min, double scale_max,
                                 double ratio_min, double ratio_max) {
-  const double area = double(height) * width;
-  const double log_lo = std::log(ratio_min), log_hi = std::log(ratio_max);
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    const double target = area * (scale_min + (scale_max - scale_min) * rng.uniform_double());
-    const double aspect = std::exp(log_lo + (log_hi - log_lo) * rng.uniform_double());
-    // Python's round() is round-half-even, as nearbyint in the default rounding mode.
-    const int w = int(std::nearbyint(std::sqrt(target * aspect)));
-    const int h = int(std::nearbyint(std::sqrt(target / aspect)));
-    if (w > 0 && w <= width && h > 0 && h <= height) {
-      CropBox b;
-      b.top = int(rng.below(uint64_t(height - h + 1)));
-      b.left = int(rng.below(uint64_t(width - w + 1)));
-      b.height = h;
-      b.width = w;
-      return b;
-    }
-  }
-  const double in_ratio = double(width) / height;
-  CropBox b{0, 0, height, width};
-  if (in_ratio < ratio_min) {
-    b.height = std::min(height, std::max(1, int(std::nearbyint(width / ratio_min))));
-  } else if (in_ratio > ratio_max) {
-    b.width = std::min(width, std::max(1, int(std::nearbyint(height * ratio_max))));
-  }
-  b.top = (height - b.height) / 2;
-  b.left = (width - b.width) / 2;
-  return b;
+  // One implementation of torchvision's rule serves both augmentations (dino_params.cpp).
+  const DinoBox b = dino_random_resized_crop(rng, height, width, scale_min, scale_max, ratio_min, ratio_max, nullptr);
+  return CropBox{b.top, b.left, b.height, b.width};
 }
 
 void resize_normalize(const ImageView& src, const CropBox& box, int out_h, int out_w, bool flip,
