@@ -1,6 +1,9 @@
 // stream-train CONFIG [--set section.key=value]... [--resume]: loads and validates the config,
 // opens the run directory (config.toml, log.txt, metrics.jsonl, checkpoints/) and hands over to
 // the training loop. Bad input exits 2 with one "stream-train: error: ..." line on stderr.
+#include <signal.h>
+
+#include <atomic>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -20,6 +23,23 @@
 
 namespace {
 
+// Set by SIGINT/SIGTERM. A signal handler can only reach static storage; this flag is the one
+// piece of process state, read by the trainer's stop_requested hook after every step.
+std::atomic<bool> g_stop{false};
+
+extern "C" void request_stop(int) { g_stop.store(true); }
+
+// The first Ctrl-C / SIGTERM asks for a checkpoint and a clean exit (130); SA_RESETHAND makes a
+// second one kill the process at once.
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = request_stop;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
 constexpr const char* kUsage =
     "usage: stream-train CONFIG [--set section.key=value]... [--resume]\n"
     "Trains the classifier described by CONFIG (see configs/reference.toml for every key) in\n"
@@ -28,7 +48,9 @@ constexpr const char* kUsage =
     "              --set run.name='\"x\"'); repeatable, applied before validation\n"
     "  --resume    continue the run in an existing run directory from its newest checkpoint\n"
     "  --help      this text\n"
-    "Exit status: 0 done, 2 bad input (config, data, run directory), 1 internal error.\n";
+    "Ctrl-C or SIGTERM: checkpoint at the current image, exit 130 (--resume continues); a second one\n"
+    "kills at once.\n"
+    "Exit status: 0 done, 2 bad input (config, data, run directory), 1 internal error, 130 interrupted.\n";
 
 }  // namespace
 
@@ -64,6 +86,8 @@ int main(int argc, char** argv) {
     hooks.log = [&run](const std::string& line) { run.logger->info("{}", line); };
     if (!cfg.run.note.empty()) run.logger->info("note: {}", cfg.run.note);
     hooks.metrics = [&metrics](const nlohmann::json& record) { metrics.write(record); };
+    install_stop_handlers();
+    hooks.stop_requested = [] { return g_stop.load(); };
     if (evaluator)
       hooks.evaluate = [&evaluator](const synth::Classifier& classify) { return (*evaluator)(classify); };
 
@@ -77,7 +101,7 @@ int main(int argc, char** argv) {
     }
 
     const double rate = s.seconds > 0 ? double(s.images_trained) / s.seconds : 0;
-    std::string line = "done: " + std::to_string(s.images_produced) + " images " +
+    std::string line = std::string(s.interrupted ? "interrupted: " : "done: ") + std::to_string(s.images_produced) + " images " +
                        (cfg.data.source == "synthetic" ? "generated, " : "decoded, ") + std::to_string(s.images_trained) +
                        " trained in " +
                        std::to_string(s.steps) + " steps (" + synth::format_duration(s.seconds) + ", " +
@@ -98,11 +122,12 @@ int main(int argc, char** argv) {
                    {"gaps", s.gaps},
                    {"images_seen", s.images_seen},
                    {"exactly_once", s.exactly_once},
+                   {"interrupted", s.interrupted},
                    {"seconds", s.seconds},
                    {"eval_set", s.last_eval.set},
                    {"eval_images", s.last_eval.images},
                    {"top1", s.last_eval.top1},
                    {"top5", s.last_eval.top5}});
-    return 0;
+    return s.interrupted ? 130 : 0;
   });
 }

@@ -256,19 +256,27 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
       const bool last = state.images_seen >= total;
       if (!last && crossed(before, state.images_seen, cfg.eval.every_images)) evaluate();
       if (!last && crossed(before, state.images_seen, cfg.train.checkpoint_every_images)) checkpoint();
+      if (!last && hooks.stop_requested && hooks.stop_requested()) {
+        summary.interrupted = true;
+        break;
+      }
     }
+    if (summary.interrupted) ring.close();  // producers stop; what they made but was not trained is not in the ledger
     producer->join();
     summary.seconds = seconds_since(t_train);
-    const RingStats rs = ring.stats();
-    if (state.images_seen < total)
-      throw Error("the stream ended at image " + std::to_string(state.images_seen) + " of " + std::to_string(total));
-    log("ring: trainer waited " + format_duration(rs.consumer_wait_s) + " for images, producers waited " +
-        format_duration(rs.producer_wait_s) + " for free slots" +
-        (producer->skipped() ? ", " + std::to_string(producer->skipped()) + " corrupt items skipped" : ""));
     summary.images_produced = producer->produced();
+    if (!summary.interrupted) {
+      if (state.images_seen < total)
+        throw Error("the stream ended at image " + std::to_string(state.images_seen) + " of " + std::to_string(total));
+      const RingStats rs = ring.stats();
+      log("ring: trainer waited " + format_duration(rs.consumer_wait_s) + " for images, producers waited " +
+          format_duration(rs.producer_wait_s) + " for free slots" +
+          (producer->skipped() ? ", " + std::to_string(producer->skipped()) + " corrupt items skipped" : ""));
+    }
     checkpoint();
+    if (summary.interrupted) log("interrupted at " + format_count(state.images_seen) + " images; --resume continues from here");
   }
-  evaluate();
+  if (!summary.interrupted) evaluate();
 
   summary.steps = state.step;
   summary.images_trained = state.images_seen - start_images;

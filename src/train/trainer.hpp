@@ -30,6 +30,9 @@ struct TrainHooks {
   std::function<void(const nlohmann::json&)> metrics; // one object -> one line of metrics.jsonl
   // Periodic evaluation on real held-out images (empty: no evaluation). Called in eval mode.
   std::function<std::vector<EvalResult>(const Classifier&)> evaluate;
+  // Polled after every step (empty: never). True: write a checkpoint at the current position and
+  // return early with TrainSummary::interrupted set (Ctrl-C / SIGTERM in stream-train).
+  std::function<bool()> stop_requested;
 };
 
 struct TrainSummary {
@@ -39,6 +42,7 @@ struct TrainSummary {
   uint64_t duplicates = 0, gaps = 0;
   uint64_t images_seen = 0;   // the run's position: images trained on since image 0, across resumes
   bool exactly_once = false;  // the ledger holds every index of [0, images_seen) exactly once
+  bool interrupted = false;   // stopped by hooks.stop_requested; --resume continues
   EvalResult last_eval;
   double seconds = 0;
 };

@@ -318,6 +318,59 @@ TEST_CASE("stream-train: the synthetic stream survives kill -9; resumed, every i
   CHECK(summary["images_trained"].get<int>() == 640 - 128 * (before));
 }
 
+TEST_CASE("stream-train: SIGTERM checkpoints where it stands and exits 130; --resume finishes exactly once") {
+  const std::string exe = STREAM_TRAIN_EXE;
+  Scratch s;
+  auto args = tiny_run_args(s, "term");
+  args.insert(args.end(), {"--set", "train.total_images=20000", "--set", "train.checkpoint_every_images=0"});
+  const fs::path root = s.dir / "term";
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int out = ::open((s.dir / "term.out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    std::vector<std::string> all = {exe};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(exe.c_str(), argv.data());
+    ::_exit(127);
+  }
+  // Wait until it trains (a metrics line with a loss), then ask it to stop.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (slurp(root / "metrics.jsonl").find("\"loss\"") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  INFO("output: " << slurp(s.dir / "term.out"));
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  const auto stopped = read_metrics(root / "metrics.jsonl").back();
+  REQUIRE(stopped["event"] == "summary");
+  CHECK(stopped["interrupted"] == true);
+  CHECK(stopped["exactly_once"] == true);
+  const int64_t at = stopped["images_seen"].get<int64_t>();
+  CHECK(at > 0);
+  CHECK(at < 20000);
+  char name[64];
+  std::snprintf(name, sizeof name, "ckpt-%012lld.pt", (long long)at);
+  CHECK(fs::exists(root / "checkpoints" / name));
+
+  auto resume = args;
+  resume.push_back("--resume");
+  const Result r = run(exe, resume);
+  INFO("stderr: " << r.err);
+  REQUIRE(r.code == 0);
+  const auto done = read_metrics(root / "metrics.jsonl").back();
+  CHECK(done["interrupted"] == false);
+  CHECK(done["images_seen"] == 20000);
+  CHECK(done["images_trained"].get<int64_t>() == 20000 - at);
+  CHECK(done["exactly_once"] == true);
+}
+
 TEST_CASE("stream-eval: bad input exits 2; a checkpoint's accuracy equals the trainer's own evaluation") {
   const std::string exe = STREAM_EVAL_EXE;
   Scratch s;
