@@ -17,6 +17,7 @@
 #include "eval/evaluator.hpp"
 #include "run/metrics.hpp"
 #include "run/progress.hpp"
+#include "run/report.hpp"
 #include "run/run_dir.hpp"
 #include "sources/producer.hpp"
 #include "train/trainer.hpp"
@@ -128,6 +129,7 @@ int main(int argc, char** argv) {
                    {"eval_images", s.last_eval.images},
                    {"top1", s.last_eval.top1},
                    {"top5", s.last_eval.top5}});
+    run.logger->info("report: {}", synth::write_report(run.root).string());
     return s.interrupted ? 130 : 0;
   });
 }

@@ -205,6 +205,7 @@ TEST_CASE("stream-train: a short real run fills its run directory; resume and ba
   CHECK(metrics.back()["event"] == "summary");
   CHECK(metrics.back()["duplicates"] == 0);
   CHECK(metrics.back()["gaps"] == 0);
+  CHECK(slurp(root / "report.html").find("<svg") != std::string::npos);
   std::vector<fs::path> ckpts;
   for (const auto& e : fs::directory_iterator(root / "checkpoints")) ckpts.push_back(e.path());
   REQUIRE(ckpts.size() == 2);
