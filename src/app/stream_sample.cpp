@@ -45,22 +45,6 @@ void list_prompts(const synth::cli::Args& args) {
   std::fputs(synth::format_prompt_listing(stream, uint64_t(start), uint64_t(n)).c_str(), stdout);
 }
 
-// Tiles images into one grid PNG (rows of up to 8) so a batch can be judged at a glance.
-synth::ImageU8 contact_sheet(const std::vector<synth::ImageU8>& images) {
-  const int cols = int(std::min<size_t>(8, images.size())), rows = int((images.size() + cols - 1) / cols);
-  const int h = images[0].height, w = images[0].width;
-  synth::ImageU8 sheet;
-  sheet.height = rows * h;
-  sheet.width = cols * w;
-  sheet.pixels.assign(sheet.bytes(), 0);
-  for (size_t k = 0; k < images.size(); ++k) {
-    const int r = int(k) / cols, c = int(k) % cols;
-    for (int y = 0; y < h; ++y)
-      std::copy_n(&images[k].pixels[size_t(y) * w * 3], size_t(w) * 3, &sheet.pixels[(size_t(r * h + y) * sheet.width + c * w) * 3]);
-  }
-  return sheet;
-}
-
 void sample(const synth::cli::Args& args) {
   const std::string model = args.get("model");
   std::error_code ec;
@@ -122,7 +106,7 @@ void sample(const synth::cli::Args& args) {
     synth::write_png(png, out.images[i]);
     std::printf("%llu\t%s\t%s\n", (unsigned long long)indices[i], png.c_str(), prompts[i].c_str());
   }
-  synth::write_png(dir + "/contact_sheet.png", contact_sheet(out.images));
+  synth::write_png(dir + "/contact_sheet.png", synth::contact_sheet(out.images));
 }
 
 }  // namespace

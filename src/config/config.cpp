@@ -66,6 +66,7 @@ const std::vector<Binding>& bindings() {
       SYNTH_BIND(run.seed, at_least(0), "root of every counter-based RNG key"),
       SYNTH_BIND(run.progress_seconds, above(0, 86400), "seconds between console progress lines"),
       SYNTH_BIND(run.note, any_value(), "a line logged at the start of the run"),
+      SYNTH_BIND(run.sample_every_images, between(0, 1e15), "sample sheet period in trained images (0 = never)"),
 
       SYNTH_BIND(data.source, one_of({"fmnist", "image_folder", "synthetic"}), "where training images come from"),
       SYNTH_BIND(data.train_path, any_value(), "IDX folder (fmnist) or ImageFolder root (image_folder)"),

@@ -16,6 +16,7 @@ struct RunConfig {
   uint64_t seed = 0;                 // root of every counter-based RNG key
   double progress_seconds = 5.0;     // one console progress line this often
   std::string note;                  // logged at the start of the run (e.g. "random weights: chance accuracy")
+  int64_t sample_every_images = 0;   // contact sheets of streamed images and their crops (0 = never)
 };
 
 // [data]: where training images come from before the ring. source = "fmnist" | "image_folder" | "synthetic".

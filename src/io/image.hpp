@@ -19,4 +19,8 @@ ImageU8 decode_image_memory(const uint8_t* data, size_t size, const std::string&
 // Write an 8-bit RGB (or gray, channels = 1) PNG atomically (temp file, fsync, rename).
 void write_png(const std::string& path, const ImageU8& image);
 
+// Tiles images (RGB or gray, any sizes; each in a cell of the largest size, black padding) into
+// one RGB grid of up to `columns` per row, so a batch can be judged at a glance.
+ImageU8 contact_sheet(const std::vector<ImageU8>& images, int columns = 8);
+
 }  // namespace synth

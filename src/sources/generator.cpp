@@ -146,6 +146,7 @@ ImageSource synthetic_image_source(const Config& cfg) {
   source.make_producer = [models, prompts, options, batch, seed](Ring& ring, uint64_t first, uint64_t end) {
     return std::unique_ptr<Producer>(new SyntheticProducer(models, prompts, ring, options, batch, seed, first, end));
   };
+  source.describe = [prompts](uint64_t index) { return prompts->at(index).prompt; };
   return source;
 }
 

@@ -156,6 +156,10 @@ ImageSource real_image_source(const Config& cfg, const Dataset& dataset) {
   source.make_producer = [&dataset, seed, threads, skip](Ring& ring, uint64_t first, uint64_t end) {
     return std::unique_ptr<Producer>(new RealProducer(dataset, ring, seed, first, end, threads, skip));
   };
+  source.describe = [&dataset, seed](uint64_t index) {
+    const int64_t n = dataset.size();
+    return dataset.describe(epoch_permutation(seed, index / uint64_t(n), n)[size_t(index % uint64_t(n))]);
+  };
   return source;
 }
 

@@ -32,6 +32,8 @@ struct ImageSource {
   int num_classes = 0;
   SourceTag tag = SourceTag::kReal;
   std::function<std::unique_ptr<Producer>(Ring& ring, uint64_t first, uint64_t end)> make_producer;
+  // What stream image `index` is, for sample sheets: its prompt, or its file (empty: unknown).
+  std::function<std::string(uint64_t index)> describe;
 };
 
 }  // namespace synth

@@ -11,6 +11,8 @@
 #include "augment/simple_augment.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "io/image.hpp"
+#include "run/run_dir.hpp"
 #include "run/progress.hpp"
 #include "stream/batcher.hpp"
 #include "stream/ledger.hpp"
@@ -65,6 +67,51 @@ std::vector<CropGroup> augment_batch(const Config& cfg, uint64_t seed, const std
   if (cfg.augment.dino.local_crops > 0 && b.local.defined() && b.local.numel() > 0)
     groups.push_back({b.local, y.repeat_interleave(cfg.augment.dino.local_crops)});
   return groups;
+}
+
+// The sample sheets of one batch (run.sample_every_images): the first 16 images as they came out
+// of the ring, their first-size crops de-normalized, and a text file naming each image.
+void write_samples(const fs::path& dir, uint64_t images_seen, const std::vector<ImageView>& views,
+                   const std::vector<int64_t>& labels, const CropGroup& crops, const Config& cfg,
+                   const ImageSource& source) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw Error("cannot create '" + dir.string() + "': " + ec.message());
+  const size_t n = std::min<size_t>(16, views.size());
+  std::vector<ImageU8> streamed(n), crop_images;
+  std::string text = "index\tlabel\timage\n";
+  for (size_t i = 0; i < n; ++i) {
+    const ImageView& v = views[i];
+    streamed[i].height = v.height;
+    streamed[i].width = v.width;
+    streamed[i].channels = v.channels;
+    streamed[i].pixels.assign(v.pixels, v.pixels + streamed[i].bytes());
+    text += std::to_string(v.index) + "\t" + std::to_string(labels[i]) + "\t" +
+            (source.describe ? source.describe(v.index) : std::string()) + "\n";
+  }
+  // Crops are image-major, so the first crops belong to the first images.
+  const int64_t per_image = crops.images.size(0) / int64_t(views.size());
+  const int64_t shown = std::min<int64_t>(crops.images.size(0), int64_t(n) * per_image);
+  const torch::Tensor mean = torch::tensor(cfg.augment.mean, torch::kFloat32).view({1, 3, 1, 1});
+  const torch::Tensor std = torch::tensor(cfg.augment.std, torch::kFloat32).view({1, 3, 1, 1});
+  const torch::Tensor u8 = ((crops.images.slice(0, 0, shown).to(torch::kFloat32) * std + mean) * 255.0)
+                               .round()
+                               .clamp(0, 255)
+                               .to(torch::kUInt8)
+                               .permute({0, 2, 3, 1})
+                               .contiguous();
+  for (int64_t i = 0; i < shown; ++i) {
+    ImageU8 im;
+    im.height = int(u8.size(1));
+    im.width = int(u8.size(2));
+    im.pixels.assign(u8[i].data_ptr<uint8_t>(), u8[i].data_ptr<uint8_t>() + im.bytes());
+    crop_images.push_back(std::move(im));
+  }
+  char stem[32];
+  std::snprintf(stem, sizeof stem, "%012llu", (unsigned long long)images_seen);
+  write_png((dir / ("stream-" + std::string(stem) + ".png")).string(), contact_sheet(streamed));
+  write_png((dir / ("crops-" + std::string(stem) + ".png")).string(), contact_sheet(crop_images, int(std::max<int64_t>(per_image, 8))));
+  write_file_atomic(dir / ("stream-" + std::string(stem) + ".txt"), text);
 }
 
 }  // namespace
@@ -205,6 +252,15 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
       } catch (...) {
         for (int s : *slots) ring.release(s);
         throw;
+      }
+      if (crossed(state.images_seen, state.images_seen + slots->size(), cfg.run.sample_every_images)) {
+        try {
+          write_samples(fs::path(run_dir) / "samples", state.images_seen + slots->size(), views, labels, groups[0], cfg,
+                        source);
+        } catch (...) {
+          for (int s : *slots) ring.release(s);
+          throw;
+        }
       }
       for (int s : *slots) ring.release(s);
 

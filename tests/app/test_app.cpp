@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -166,7 +167,7 @@ TEST_CASE("stream-train: the run directory is never overwritten") {
 std::vector<std::string> tiny_run_args(const Scratch& s, const std::string& name) {
   return {kRepo + "/configs/fmnist.toml", "--set", "run.dir=" + s.dir.string(), "--set", "run.name=\"" + name + "\"",
           "--set", "train.total_images=1024", "--set", "train.checkpoint_every_images=512", "--set", "eval.limit=500",
-          "--set", "train.batch_size=128"};
+          "--set", "train.batch_size=128", "--set", "run.sample_every_images=512"};
 }
 
 std::vector<nlohmann::json> read_metrics(const fs::path& file) {
@@ -206,6 +207,13 @@ TEST_CASE("stream-train: a short real run fills its run directory; resume and ba
   CHECK(metrics.back()["duplicates"] == 0);
   CHECK(metrics.back()["gaps"] == 0);
   CHECK(slurp(root / "report.html").find("<svg") != std::string::npos);
+  // Sample sheets at 512 and 1024 images, linked from the report; the .txt names each image's file.
+  CHECK(fs::file_size(root / "samples" / "stream-000000000512.png") > 100);
+  CHECK(fs::file_size(root / "samples" / "crops-000000001024.png") > 100);
+  const std::string listing = slurp(root / "samples" / "stream-000000000512.txt");
+  CHECK(std::count(listing.begin(), listing.end(), '\n') == 17);  // header + 16 images
+  CHECK(listing.find("train-images-idx3-ubyte") != std::string::npos);
+  CHECK(slurp(root / "report.html").find("samples/crops-000000001024.png") != std::string::npos);
   std::vector<fs::path> ckpts;
   for (const auto& e : fs::directory_iterator(root / "checkpoints")) ckpts.push_back(e.path());
   REQUIRE(ckpts.size() == 2);
