@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/cli.hpp"
-#include "augment/simple_augment.hpp"
+#include "augment/train_augment.hpp"
 #include "config/load.hpp"
 #include "sources/generator.hpp"
 #include "run/progress.hpp"
@@ -108,15 +108,16 @@ int main(int argc, char** argv) {
     if (!args.has("generator-only")) {
       // 2. Augmentation of one training batch (the images kept above, repeated to fill it).
       std::vector<synth::ImageView> views;
+      std::vector<int64_t> labels;
       for (int64_t i = 0; i < cfg.train.batch_size; ++i) {
         const size_t k = size_t(i) % kept.size();
         const synth::SlotMeta& m = kept_meta[k];
         views.push_back(synth::ImageView{kept[k].data(), m.height, m.width, m.channels, uint64_t(i)});
+        labels.push_back(m.label);
       }
-      synth::simple_augment_batch(cfg.augment, cfg.run.seed, views);
+      std::vector<synth::CropGroup> groups = synth::augment_batch(cfg, cfg.run.seed, views, labels);
       Clock::time_point t0 = Clock::now();
-      torch::Tensor x;
-      for (long long s = 0; s < steps; ++s) x = synth::simple_augment_batch(cfg.augment, cfg.run.seed, views);
+      for (long long s = 0; s < steps; ++s) groups = synth::augment_batch(cfg, cfg.run.seed, views, labels);
       double sec = since(t0);
       stages.push_back({"augment", double(steps * cfg.train.batch_size) / sec, sec, steps * cfg.train.batch_size});
 
@@ -125,11 +126,14 @@ int main(int argc, char** argv) {
       synth::ResNet model(synth::ResNetSpec{cfg.model.arch, cfg.model.width, cfg.model.num_classes});
       model->to(device);
       auto sgd = synth::make_sgd(*model, cfg.optim);
-      x = x.to(device);
-      const torch::Tensor y = torch::randint(cfg.model.num_classes, {cfg.train.batch_size}, torch::kInt64).to(device);
+      for (synth::CropGroup& g : groups) {
+        g.images = g.images.to(device);
+        g.labels = g.labels.to(device);
+      }
       auto step = [&] {
         sgd->zero_grad();
-        torch::nn::functional::cross_entropy(model->forward(x), y).backward();
+        for (const synth::CropGroup& g : groups)
+          torch::nn::functional::cross_entropy(model->forward(g.images), g.labels).backward();
         sgd->step();
         if (device.is_cuda()) torch::cuda::synchronize();
       };

@@ -7,8 +7,7 @@
 #include <filesystem>
 #include <optional>
 
-#include "augment/dino_cpu.hpp"
-#include "augment/simple_augment.hpp"
+#include "augment/train_augment.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "io/image.hpp"
@@ -37,38 +36,6 @@ bool crossed(uint64_t before, uint64_t after, int64_t every) {
   return every > 0 && after / uint64_t(every) > before / uint64_t(every);
 }
 
-// The crops of one batch grouped by size, with their labels: one crop per image for "simple";
-// DINO's G global and L local crops per image (Caron et al. 2021, multi-crop), image-major.
-struct CropGroup {
-  torch::Tensor images, labels;
-};
-
-std::vector<CropGroup> augment_batch(const Config& cfg, uint64_t seed, const std::vector<ImageView>& views,
-                                     const std::vector<int64_t>& labels) {
-  const torch::Tensor y = torch::tensor(labels, torch::kInt64);
-  if (cfg.augment.kind == "simple") return {{simple_augment_batch(cfg.augment, seed, views), y}};
-  // The DINO CPU reference takes whole images; copy the slots (the CUDA flavor's fused kernel
-  // reads them in place).
-  std::vector<ImageU8> images(views.size());
-  std::vector<const ImageU8*> pointers;
-  std::vector<uint64_t> indices;
-  for (size_t i = 0; i < views.size(); ++i) {
-    const ImageView& v = views[i];
-    images[i].height = v.height;
-    images[i].width = v.width;
-    images[i].channels = v.channels;
-    images[i].pixels.assign(v.pixels, v.pixels + images[i].bytes());
-    pointers.push_back(&images[i]);
-    indices.push_back(v.index);
-  }
-  const DinoBatch b = dino_augment_cpu(cfg.augment.dino, cfg.augment.mean, cfg.augment.std, seed, pointers, indices);
-  std::vector<CropGroup> groups;
-  groups.push_back({b.global, y.repeat_interleave(cfg.augment.dino.global_crops)});
-  if (cfg.augment.dino.local_crops > 0 && b.local.defined() && b.local.numel() > 0)
-    groups.push_back({b.local, y.repeat_interleave(cfg.augment.dino.local_crops)});
-  return groups;
-}
-
 // The sample sheets of one batch (run.sample_every_images): the first 16 images as they came out
 // of the ring, their first-size crops de-normalized, and a text file naming each image.
 void write_samples(const fs::path& dir, uint64_t images_seen, const std::vector<ImageView>& views,
@@ -78,14 +45,11 @@ void write_samples(const fs::path& dir, uint64_t images_seen, const std::vector<
   fs::create_directories(dir, ec);
   if (ec) throw Error("cannot create '" + dir.string() + "': " + ec.message());
   const size_t n = std::min<size_t>(16, views.size());
-  std::vector<ImageU8> streamed(n), crop_images;
+  std::vector<ImageU8> streamed, crop_images;
   std::string text = "index\tlabel\timage\n";
   for (size_t i = 0; i < n; ++i) {
     const ImageView& v = views[i];
-    streamed[i].height = v.height;
-    streamed[i].width = v.width;
-    streamed[i].channels = v.channels;
-    streamed[i].pixels.assign(v.pixels, v.pixels + streamed[i].bytes());
+    streamed.push_back(copy_image(v));
     text += std::to_string(v.index) + "\t" + std::to_string(labels[i]) + "\t" +
             (source.describe ? source.describe(v.index) : std::string()) + "\n";
   }

@@ -1,0 +1,28 @@
+// The trainer-side augmentation selected by augment.kind, as the trainer and stream-bench see it:
+// a batch of ring images in, crops grouped by size out, each group with its labels.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "augment/simple_augment.hpp"
+#include "config/config.hpp"
+#include "io/image.hpp"
+
+namespace synth {
+
+// One crop size of a batch: N_crops x 3 x S x S normalized images and their N_crops labels.
+struct CropGroup {
+  torch::Tensor images, labels;
+};
+
+// "simple": one group, one crop per image. "dino": DINO's G global and L local crops per image
+// (Caron et al. 2021, multi-crop) as two groups, image-major (image b's crop g is row b * G + g).
+std::vector<CropGroup> augment_batch(const Config& cfg, uint64_t seed, const std::vector<ImageView>& views,
+                                     const std::vector<int64_t>& labels);
+
+// An owning copy of a view (a ring slot is reused once released).
+ImageU8 copy_image(const ImageView& view);
+
+}  // namespace synth
