@@ -18,7 +18,8 @@ SyntheticProducer::SyntheticProducer(std::vector<std::shared_ptr<StableDiffusion
       batch_(batch_size),
       seed_(seed),
       end_(end),
-      next_(first) {
+      next_(first),
+      threads_(ring) {
   if (models_.empty()) throw InputError("generator.instances must be >= 1");
   if (batch_size < 1) throw InputError("generator.batch_size must be >= 1");
   if (first > end) throw InputError("stream range is empty: first index " + std::to_string(first) + " > end " + std::to_string(end));
@@ -29,28 +30,11 @@ SyntheticProducer::SyntheticProducer(std::vector<std::shared_ptr<StableDiffusion
                      std::to_string(ring.slot_bytes()) + "; raise ring.max_height/ring.max_width");
 }
 
-SyntheticProducer::~SyntheticProducer() {
-  bool live = false;
-  for (const std::thread& t : workers_) live = live || t.joinable();
-  if (live) {
-    ring_.close();
-    for (std::thread& t : workers_)
-      if (t.joinable()) t.join();
-  }
-}
-
 void SyntheticProducer::start() {
-  if (!workers_.empty()) throw Error("SyntheticProducer::start called twice");
-  running_ = int(models_.size());
-  for (auto& m : models_) workers_.emplace_back([this, sd = m.get()] { run(*sd); });
+  threads_.start(int(models_.size()), [this](int worker) { run(*models_[size_t(worker)]); });
 }
 
-void SyntheticProducer::join() {
-  for (std::thread& t : workers_)
-    if (t.joinable()) t.join();
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (error_) std::rethrow_exception(error_);
-}
+void SyntheticProducer::join() { threads_.join(); }
 
 double SyntheticProducer::generate_seconds() const { return double(generate_us_.load()) * 1e-6; }
 
@@ -103,14 +87,10 @@ void SyntheticProducer::run(StableDiffusion& sd) {
       slots.clear();
     }
   } catch (...) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!error_) error_ = std::current_exception();
-    }
-    ring_.close();
+    for (int s : slots) ring_.discard(s);
+    throw;  // ProducerThreads keeps it for join() and closes the ring
   }
   for (int s : slots) ring_.discard(s);
-  if (running_.fetch_sub(1) == 1) ring_.close();
 }
 
 ImageSource synthetic_image_source(const Config& cfg) {

@@ -10,10 +10,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
-#include <exception>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 #include "config/config.hpp"
@@ -29,7 +26,6 @@ class SyntheticProducer final : public Producer {
   SyntheticProducer(std::vector<std::shared_ptr<StableDiffusion>> models, std::shared_ptr<const PromptStream> prompts,
                     Ring& ring, const SamplerOptions& options, int64_t batch_size, uint64_t seed, uint64_t first,
                     uint64_t end);
-  ~SyntheticProducer() override;
   void start() override;
   void join() override;
   uint64_t produced() const override { return produced_.load(); }
@@ -47,10 +43,7 @@ class SyntheticProducer final : public Producer {
   std::atomic<uint64_t> next_;
   std::atomic<uint64_t> produced_{0};
   std::atomic<uint64_t> generate_us_{0};
-  std::atomic<int> running_{0};
-  std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::exception_ptr error_;
+  ProducerThreads threads_;  // last: joined before the members its threads use are destroyed
 };
 
 // The [generator] + [prompts] source of a config: generator.instances model copies loaded from

@@ -28,38 +28,22 @@ RealProducer::RealProducer(const Dataset& dataset, Ring& ring, uint64_t seed, ui
       seed_(seed),
       first_(first_index),
       end_(end_index),
-      threads_(threads),
+      thread_count_(threads),
       skip_corrupt_(skip_corrupt),
       n_(dataset.size()),
-      next_(first_index) {
+      next_(first_index),
+      threads_(ring) {
   if (threads < 1 || threads > 256) throw InputError("data.decode_threads must be in [1, 256], got " + std::to_string(threads));
   if (n_ <= 0) throw InputError("real-image dataset is empty");
   if (first_index > end_index)
     throw InputError("stream range is empty: first index " + std::to_string(first_index) + " > end index " + std::to_string(end_index));
 }
 
-RealProducer::~RealProducer() {
-  bool live = false;
-  for (const std::thread& t : workers_) live = live || t.joinable();
-  if (live) {
-    ring_.close();
-    for (std::thread& t : workers_)
-      if (t.joinable()) t.join();
-  }
-}
-
 void RealProducer::start() {
-  if (!workers_.empty()) throw Error("RealProducer::start called twice");
-  running_ = threads_;
-  for (int t = 0; t < threads_; ++t) workers_.emplace_back([this] { run(); });
+  threads_.start(thread_count_, [this](int) { run(); });
 }
 
-void RealProducer::join() {
-  for (std::thread& t : workers_)
-    if (t.joinable()) t.join();
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (error_) std::rethrow_exception(error_);
-}
+void RealProducer::join() { threads_.join(); }
 
 std::shared_ptr<const std::vector<int64_t>> RealProducer::permutation(uint64_t epoch) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -127,18 +111,11 @@ void RealProducer::run() {
       fill(*slot, index);
     } catch (...) {
       ring_.discard(*slot);
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (!error_) error_ = std::current_exception();
-      }
-      ring_.close();
-      break;
+      throw;  // ProducerThreads keeps it for join() and closes the ring
     }
     ring_.publish(*slot);
     produced_.fetch_add(1);
   }
-  // The last thread out closes the ring: consumers drain it and see the end of the stream.
-  if (running_.fetch_sub(1) == 1) ring_.close();
 }
 
 }  // namespace synth

@@ -30,7 +30,6 @@ class RealProducer final : public Producer {
   // (deterministic) and counted in skipped(); otherwise its InputError stops the stream.
   RealProducer(const Dataset& dataset, Ring& ring, uint64_t seed, uint64_t first_index, uint64_t end_index, int threads,
                bool skip_corrupt);
-  ~RealProducer() override;  // closes the ring and joins, so a consumer-side exception never leaks threads
   RealProducer(const RealProducer&) = delete;
   RealProducer& operator=(const RealProducer&) = delete;
 
@@ -49,17 +48,15 @@ class RealProducer final : public Producer {
   const Dataset& dataset_;
   Ring& ring_;
   uint64_t seed_, first_, end_;
-  int threads_;
+  int thread_count_;
   bool skip_corrupt_;
   int64_t n_;
   std::atomic<uint64_t> next_;
   std::atomic<uint64_t> skipped_{0};
   std::atomic<uint64_t> produced_{0};
-  std::atomic<int> running_{0};
-  std::vector<std::thread> workers_;
-  std::mutex mutex_;  // guards perms_ and error_
+  std::mutex mutex_;  // guards perms_
   std::map<uint64_t, std::shared_ptr<const std::vector<int64_t>>> perms_;
-  std::exception_ptr error_;
+  ProducerThreads threads_;  // last: joined before the members its threads use are destroyed
 };
 
 // The real-image source of a config: `dataset` (open_train_dataset(cfg), which must outlive it)

@@ -6,10 +6,15 @@
 // order from one shared counter over [first, end); publish every claimed index exactly once or
 // fail (close the ring and remember the error for join()).
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "stream/ring.hpp"
 
@@ -23,6 +28,29 @@ class Producer {
   virtual void join() = 0;
   virtual uint64_t produced() const = 0;  // images published so far
   virtual uint64_t skipped() const { return 0; }  // unreadable items replaced (real sources)
+};
+
+// The thread bookkeeping every producer shares. start() runs body(worker) on n threads; an
+// exception escaping a body is kept (the first one) and closes the ring so consumers wake; the
+// last worker out closes the ring so consumers see the end of the stream; join() waits and
+// rethrows the kept error. The destructor closes the ring and joins, so an exception on the
+// consumer side never leaks threads: declare this member last, so it goes first.
+class ProducerThreads {
+ public:
+  explicit ProducerThreads(Ring& ring) : ring_(ring) {}
+  ~ProducerThreads();
+  ProducerThreads(const ProducerThreads&) = delete;
+  ProducerThreads& operator=(const ProducerThreads&) = delete;
+
+  void start(int n, const std::function<void(int worker)>& body);
+  void join();
+
+ private:
+  Ring& ring_;
+  std::vector<std::thread> workers_;
+  std::atomic<int> running_{0};
+  std::mutex mutex_;
+  std::exception_ptr error_;
 };
 
 // A training image source as the trainer sees it: how many classes its labels span, a name for

@@ -62,28 +62,36 @@ std::string slurp(const fs::path& p) {
   return s.str();
 }
 
-// Runs exe with args in a fresh working directory (or in `workdir`), stdout/stderr captured to
-// files. A child that hangs is killed by SIGALRM after 120 s (the test then reports it as not exited).
-Result run(const std::string& exe, const std::vector<std::string>& args, const std::string& workdir = "") {
-  Scratch cwd;
-  const fs::path out = cwd.dir / "stdout.txt", err = cwd.dir / "stderr.txt";
+// Starts exe with args in workdir, stdout and stderr into out_file ("" = /dev/null, err_file ""
+// = the same file); a child that hangs is killed by SIGALRM after 120 s.
+pid_t spawn(const std::string& exe, const std::vector<std::string>& args, const std::string& workdir,
+            const std::string& out_file, const std::string& err_file = "") {
   std::vector<std::string> all = {exe};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : all) argv.push_back(a.data());
   argv.push_back(nullptr);
   const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
   if (pid == 0) {
-    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (o < 0 || e < 0 || ::chdir(workdir.empty() ? cwd.dir.c_str() : workdir.c_str()) != 0) ::_exit(127);
+    const int o = ::open(out_file.empty() ? "/dev/null" : out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int e = err_file.empty() ? o : ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (o < 0 || e < 0 || ::chdir(workdir.c_str()) != 0) ::_exit(127);
     ::dup2(o, 1);
     ::dup2(e, 2);
     ::alarm(120);
     ::execv(exe.c_str(), argv.data());
     ::_exit(127);
   }
+  return pid;
+}
+
+// Runs exe with args in a fresh working directory (or in `workdir`), stdout/stderr captured to
+// files. A child that hangs is killed after 120 s (the test then reports it as not exited).
+Result run(const std::string& exe, const std::vector<std::string>& args, const std::string& workdir = "") {
+  Scratch cwd;
+  const fs::path out = cwd.dir / "stdout.txt", err = cwd.dir / "stderr.txt";
+  const pid_t pid = spawn(exe, args, workdir.empty() ? cwd.dir.string() : workdir, out.string(), err.string());
+  REQUIRE(pid >= 0);
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);
   Result r;
@@ -276,21 +284,8 @@ TEST_CASE("stream-train: the synthetic stream survives kill -9; resumed, every i
   const fs::path root = s.dir / "smoke", ckpts = root / "checkpoints";
   // Start the run (from the repo: smoke.toml's paths are relative to it) and SIGKILL it once a
   // checkpoint exists, i.e. between checkpoints with images in flight.
-  const pid_t pid = ::fork();
+  const pid_t pid = spawn(exe, args, kRepo, "");
   REQUIRE(pid >= 0);
-  if (pid == 0) {
-    const int null = ::open("/dev/null", O_WRONLY);
-    ::dup2(null, 1);
-    ::dup2(null, 2);
-    if (::chdir(kRepo.c_str()) != 0) ::_exit(127);
-    std::vector<std::string> all = {exe};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(exe.c_str(), argv.data());
-    ::_exit(127);
-  }
   auto checkpoint_count = [&] {
     int n = 0;
     std::error_code ec;
@@ -333,20 +328,8 @@ TEST_CASE("stream-train: SIGTERM checkpoints where it stands and exits 130; --re
   auto args = tiny_run_args(s, "term");
   args.insert(args.end(), {"--set", "train.total_images=20000", "--set", "train.checkpoint_every_images=0"});
   const fs::path root = s.dir / "term";
-  const pid_t pid = ::fork();
+  const pid_t pid = spawn(exe, args, s.dir.string(), (s.dir / "term.out").string());
   REQUIRE(pid >= 0);
-  if (pid == 0) {
-    const int out = ::open((s.dir / "term.out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(out, 1);
-    ::dup2(out, 2);
-    std::vector<std::string> all = {exe};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(exe.c_str(), argv.data());
-    ::_exit(127);
-  }
   // Wait until it trains (a metrics line with a loss), then ask it to stop.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (slurp(root / "metrics.jsonl").find("\"loss\"") == std::string::npos && std::chrono::steady_clock::now() < deadline)
