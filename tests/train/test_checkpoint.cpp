@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "core/error.hpp"
+#include "scratch_dir.hpp"
 #include "train/checkpoint.hpp"
 #include "train/optimizer.hpp"
 #include "train/resnet.hpp"
@@ -17,20 +18,6 @@ using synth::ResNet;
 using synth::ResNetSpec;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int n = 0;
-    path = fs::temp_directory_path() / ("synth_test_ckpt_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 void train_steps(ResNet& m, torch::optim::Optimizer& opt, int steps, int seed) {
   torch::manual_seed(seed);
@@ -67,7 +54,7 @@ synth::TrainState state_at(uint64_t images) {
 }  // namespace
 
 TEST_CASE("a checkpoint restores model, BN statistics, momentum and the stream position exactly") {
-  TempDir dir;
+  synth::test::ScratchDir dir;
   const ResNetSpec spec{"resnet18", 0.125, 3};
   synth::OptimConfig oc;
   torch::manual_seed(1);
@@ -94,7 +81,7 @@ TEST_CASE("a checkpoint restores model, BN statistics, momentum and the stream p
 }
 
 TEST_CASE("only the newest keep_checkpoints files stay; temp files are never taken for checkpoints") {
-  TempDir dir;
+  synth::test::ScratchDir dir;
   synth::OptimConfig oc;
   ResNet m(ResNetSpec{"resnet18", 0.125, 3});
   auto opt = synth::make_sgd(*m, oc);
@@ -111,7 +98,7 @@ TEST_CASE("only the newest keep_checkpoints files stay; temp files are never tak
 }
 
 TEST_CASE("truncated, corrupt, foreign or mismatched checkpoints are InputErrors naming the file") {
-  TempDir dir;
+  synth::test::ScratchDir dir;
   synth::OptimConfig oc;
   ResNet m(ResNetSpec{"resnet18", 0.125, 3});
   auto opt = synth::make_sgd(*m, oc);

@@ -12,6 +12,7 @@
 #include "eval/evaluator.hpp"
 #include "sources/producer.hpp"
 #include "stream/ledger.hpp"
+#include "scratch_dir.hpp"
 #include "train/checkpoint.hpp"
 #include "train/optimizer.hpp"
 #include "train/resnet.hpp"
@@ -22,20 +23,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const char* kFmnist = "/usr/share/datasets/fashion-mnist";
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int n = 0;
-    path = fs::temp_directory_path() / ("synth_test_train_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 // configs/smoke.toml's settings, shortened.
 synth::Config tiny_config(int64_t total_images, int64_t batch) {
@@ -84,7 +71,7 @@ Loaded load_final(const synth::Config& c, const fs::path& run) {
 }  // namespace
 
 TEST_CASE("a quarter-width ResNet-18 learns Fashion-MNIST from the stream (real test images)") {
-  TempDir dir;
+  synth::test::ScratchDir dir;
   const synth::Config c = tiny_config(15360, 128);
   const auto data = synth::open_train_dataset(c);
   synth::Evaluator eval(c);
@@ -137,7 +124,7 @@ TEST_CASE("resume: stopped after a checkpoint and resumed == uninterrupted, bit 
   c.train.keep_checkpoints = 5;
   const auto data = synth::open_train_dataset(c);
 
-  TempDir whole, interrupted;
+  synth::test::ScratchDir whole, interrupted;
   synth::run_training(c, synth::real_image_source(c, *data), whole.path.string(), false, {});
 
   struct Stop {};
@@ -182,7 +169,7 @@ TEST_CASE("a checkpoint of another seed or architecture is refused on resume; th
   c.eval.source = "none";
   c.data.limit = 512;
   const auto data = synth::open_train_dataset(c);
-  TempDir dir;
+  synth::test::ScratchDir dir;
   synth::run_training(c, synth::real_image_source(c, *data), dir.path.string(), false, {});
   const auto files = synth::list_checkpoints(dir.path / "checkpoints");
   REQUIRE(files.size() == 1);
@@ -203,7 +190,7 @@ TEST_CASE("model.num_classes smaller than the dataset's classes is an InputError
   synth::Config c = tiny_config(256, 128);
   c.model.num_classes = 5;
   const auto data = synth::open_train_dataset(c);
-  TempDir dir;
+  synth::test::ScratchDir dir;
   CHECK_THROWS_WITH_AS(synth::run_training(c, synth::real_image_source(c, *data), dir.path.string(), false, {}), doctest::Contains("model.num_classes = 5"),
                        synth::InputError);
 }
@@ -227,7 +214,7 @@ TEST_CASE("DINO multi-crop training: all crops of an image are trained on, deter
     top1 = r[0].top1;
     return r;
   };
-  TempDir a, b;
+  synth::test::ScratchDir a, b;
   const auto s = synth::run_training(c, synth::real_image_source(c, *data), a.path.string(), false, hooks);
   CHECK(s.exactly_once);
   MESSAGE("DINO 1x28 + 2x12 crops, top-1 after 7,680 images: " << 100 * top1 << "%");
