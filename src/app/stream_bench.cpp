@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
     std::vector<synth::SlotMeta> kept_meta;
     auto produce = [&](uint64_t first, uint64_t end, bool keep) {
       synth::Ring ring(size_t(cfg.ring.slots), slot_bytes);
-      auto producer = source.make_producer(ring, first, end);
+      auto producer = source.make_producer(ring, synth::IndexSequence::range(first, end));
       const Clock::time_point t0 = Clock::now();
       producer->start();
       while (auto slot = ring.acquire_ready()) {

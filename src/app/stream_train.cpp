@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +15,8 @@
 
 #include "app/cli.hpp"
 #include "config/load.hpp"
+#include "dist/env.hpp"
+#include "dist/job.hpp"
 #include "sources/generator.hpp"
 #include "eval/evaluator.hpp"
 #include "run/metrics.hpp"
@@ -51,7 +55,30 @@ constexpr const char* kUsage =
     "  --help      this text\n"
     "Ctrl-C or SIGTERM: checkpoint at the current image, exit 130 (--resume continues); a second one\n"
     "kills at once.\n"
+    "Several processes: start one per GPU with torchrun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,\n"
+    "MASTER_PORT) or srun (SLURM_* variables); each trains on its share of every global batch, with\n"
+    "gradients and batch norm synchronized ([dist] in configs/reference.toml). Rank 0 writes the run\n"
+    "directory, which every rank must see (shared file system).\n"
     "Exit status: 0 done, 2 bad input (config, data, run directory), 1 internal error, 130 interrupted.\n";
+
+// Rank 0 tells the others whether the run directory is open, so a refused directory (exists
+// without --resume) stops every rank at once instead of leaving them waiting in a collective.
+void announce_run_dir(const synth::Job& job, bool ok) {
+  if (job.rendezvous()) job.rendezvous()->set("run_dir", ok ? "open" : "refused");
+}
+
+// A trainer rank other than 0: the same training, with no run directory writes of its own; its
+// errors reach its stderr (the launcher's log) through guarded_main.
+int follower(const synth::Config& cfg, const synth::ImageSource& source, bool resume, const synth::Job& job) {
+  if (job.rendezvous()->get("run_dir") != "open")
+    throw synth::InputError("rank 0 could not open the run directory (see its error)");
+  synth::TrainHooks hooks;
+  hooks.stop_requested = [] { return g_stop.load(); };
+  install_stop_handlers();
+  const std::string root = (std::filesystem::path(cfg.run.dir) / cfg.run.name).string();
+  const synth::TrainSummary s = synth::run_training(cfg, source, root, resume, hooks, job);
+  return s.interrupted ? 130 : 0;
+}
 
 }  // namespace
 
@@ -68,6 +95,10 @@ int main(int argc, char** argv) {
     const bool resume = args.has("resume");
     const synth::Config cfg = synth::load_config(args.positional()[0], args.all("set"));
     synth::check_trainable(cfg);
+    const synth::DistEnv env = synth::dist_env_from_process();
+    if (cfg.dist.trainer_ranks != 0 && cfg.dist.trainer_ranks != env.world_size)
+      throw synth::InputError(cfg.source_file + ": dist.trainer_ranks = " + std::to_string(cfg.dist.trainer_ranks) +
+                              ": dedicated generator ranks are not implemented yet; use 0 (every rank trains)");
     // Open the data (and load the generator's weights) before the run directory, so unusable
     // input leaves nothing behind.
     std::unique_ptr<synth::Dataset> data;
@@ -78,9 +109,21 @@ int main(int argc, char** argv) {
       data = synth::open_train_dataset(cfg);
       source = synth::real_image_source(cfg, *data);
     }
+    const auto timeout = std::chrono::milliseconds(int64_t(cfg.dist.timeout_s * 1000));
+    const std::unique_ptr<synth::Job> job =
+        synth::Job::join(env, synth::collective_backend(cfg.dist.backend, cfg.train.device == "cuda"), cfg.dist.trainer_ranks, timeout);
+    if (!job->lead()) return follower(cfg, source, resume, *job);
     std::unique_ptr<synth::Evaluator> evaluator;
     if (cfg.eval.source != "none") evaluator = std::make_unique<synth::Evaluator>(cfg);
-    const synth::RunDir run = synth::open_run_dir(cfg, resume);
+    std::optional<synth::RunDir> opened;
+    try {
+      opened = synth::open_run_dir(cfg, resume);
+    } catch (...) {
+      announce_run_dir(*job, false);
+      throw;
+    }
+    announce_run_dir(*job, true);
+    const synth::RunDir& run = *opened;
     synth::MetricsWriter metrics(run.metrics_file);
 
     synth::TrainHooks hooks;
@@ -94,7 +137,7 @@ int main(int argc, char** argv) {
 
     synth::TrainSummary s;
     try {
-      s = synth::run_training(cfg, source, run.root.string(), resume, hooks);
+      s = synth::run_training(cfg, source, run.root.string(), resume, hooks, *job);
     } catch (const std::exception& e) {
       // stderr gets the line from guarded_main; log.txt keeps it with the run.
       run.file_logger->error("{}", e.what());

@@ -158,6 +158,12 @@ const std::vector<Binding>& bindings() {
       SYNTH_BIND(generator.device, one_of({"cpu", "cuda"}), "where the generator runs"),
       SYNTH_BIND(generator.dtype, one_of({"fp32", "fp16"}), "weights/activations dtype of the U-Net, VAE and text encoder"),
       SYNTH_BIND(generator.instances, between(1, 64), "generator threads, each with its own model copy"),
+
+      SYNTH_BIND(dist.backend, one_of({"auto", "gloo", "nccl"}), "collectives: auto = nccl for cuda training, else gloo"),
+      SYNTH_BIND(dist.trainer_ranks, between(0, 1 << 20), "ranks [0, k) train, the rest only generate (0 = all train)"),
+      SYNTH_BIND(dist.timeout_s, above(0, 1e7), "seconds a collective or the rendezvous may wait"),
+      SYNTH_BIND(dist.bucket_mb, between(1, 1 << 14), "gradient all-reduce bucket size, MiB"),
+      SYNTH_BIND(dist.sync_batch_norm, any_value(), "batch-norm statistics over all trainer ranks (false: per rank)"),
   };
   return table;
 }

@@ -134,6 +134,18 @@ struct GeneratorConfig {
   int instances = 1;                 // generator threads, each with its own model copy
 };
 
+// [dist]: how the ranks of a job (torchrun / Slurm environment, src/dist/env.hpp) share the work.
+// Colocated (trainer_ranks = 0): every rank generates or decodes its own shard of each global batch
+// and trains on it. Dedicated (trainer_ranks = k > 0): ranks [0, k) train, ranks [k, world) only
+// generate and send their images to the trainers (synthetic source only).
+struct DistConfig {
+  std::string backend = "auto";      // auto (nccl for cuda training, else gloo) | gloo | nccl
+  int trainer_ranks = 0;             // 0 = every rank trains
+  double timeout_s = 1800;           // a collective or rendezvous waiting longer fails the run
+  int64_t bucket_mb = 25;            // gradient all-reduce bucket size (PyTorch DDP's default)
+  bool sync_batch_norm = true;       // batch statistics over all trainer ranks (the paper's SyncBN)
+};
+
 struct Config {
   RunConfig run;
   DataConfig data;
@@ -145,6 +157,7 @@ struct Config {
   EvalConfig eval;
   PromptsConfig prompts;
   GeneratorConfig generator;
+  DistConfig dist;
   std::string source_file;           // the TOML file it came from
 };
 

@@ -9,20 +9,19 @@ namespace synth {
 
 SyntheticProducer::SyntheticProducer(std::vector<std::shared_ptr<StableDiffusion>> models,
                                      std::shared_ptr<const PromptStream> prompts, Ring& ring,
-                                     const SamplerOptions& options, int64_t batch_size, uint64_t seed, uint64_t first,
-                                     uint64_t end)
+                                     const SamplerOptions& options, int64_t batch_size, uint64_t seed,
+                                     IndexSequence indices)
     : models_(std::move(models)),
       prompts_(std::move(prompts)),
       ring_(ring),
       options_(options),
       batch_(batch_size),
       seed_(seed),
-      end_(end),
-      next_(first),
+      indices_(std::move(indices)),
+      next_(0),
       threads_(ring) {
   if (models_.empty()) throw InputError("generator.instances must be >= 1");
   if (batch_size < 1) throw InputError("generator.batch_size must be >= 1");
-  if (first > end) throw InputError("stream range is empty: first index " + std::to_string(first) + " > end " + std::to_string(end));
   const size_t bytes = size_t(options.width) * size_t(options.height) * 3;
   if (bytes > ring.slot_bytes())
     throw InputError("a generated " + std::to_string(options.height) + "x" + std::to_string(options.width) +
@@ -53,13 +52,14 @@ void SyntheticProducer::run(StableDiffusion& sd) {
       uint64_t begin = next_.load();
       uint64_t count = 0;
       do {
-        count = std::min<uint64_t>(uint64_t(batch_), end_ > begin ? end_ - begin : 0);
+        count = std::min<uint64_t>(uint64_t(batch_), indices_.size > begin ? indices_.size - begin : 0);
       } while (count > 0 && !next_.compare_exchange_weak(begin, begin + count));
       if (count == 0) break;
       for (size_t k = size_t(count); k < slots.size(); ++k) ring_.discard(slots[k]);
       slots.resize(size_t(count));
 
-      const std::vector<PromptEntry> entries = prompts_->range(begin, begin + count);
+      std::vector<PromptEntry> entries;
+      for (uint64_t p = begin; p < begin + count; ++p) entries.push_back(prompts_->at(indices_.at(p)));
       std::vector<std::string> texts;
       std::vector<uint64_t> indices;
       for (const PromptEntry& e : entries) {
@@ -123,8 +123,8 @@ ImageSource synthetic_image_source(const Config& cfg) {
   source.tag = SourceTag::kSynthetic;
   const uint64_t seed = cfg.run.seed;
   const int64_t batch = g.batch_size;
-  source.make_producer = [models, prompts, options, batch, seed](Ring& ring, uint64_t first, uint64_t end) {
-    return std::unique_ptr<Producer>(new SyntheticProducer(models, prompts, ring, options, batch, seed, first, end));
+  source.make_producer = [models, prompts, options, batch, seed](Ring& ring, const IndexSequence& indices) {
+    return std::unique_ptr<Producer>(new SyntheticProducer(models, prompts, ring, options, batch, seed, indices));
   };
   source.describe = [prompts](uint64_t index) { return prompts->at(index).prompt; };
   return source;

@@ -3,8 +3,8 @@
 // class (Sariyildiz et al. 2023, "Fake it till you make it", generated online instead of stored).
 //
 // Exactly once: a generator takes generator.batch_size free slots, THEN claims that many
-// consecutive indices from one shared counter over [first, end) (fewer at the end; extra slots go
-// back), generates them and publishes every one - or fails and closes the ring. What image i is
+// consecutive positions of its IndexSequence from one shared counter (fewer at the end; extra
+// slots go back), generates them and publishes every one - or fails and closes the ring. What image i is
 // depends only on (run.seed, i): its prompt (PromptStream::at) and its initial noise
 // (CounterRng(seed, i, kNoise)), never on which generator or batch made it.
 #pragma once
@@ -24,8 +24,7 @@ class SyntheticProducer final : public Producer {
  public:
   // One thread per model in `models` (each StableDiffusion is used by one thread only).
   SyntheticProducer(std::vector<std::shared_ptr<StableDiffusion>> models, std::shared_ptr<const PromptStream> prompts,
-                    Ring& ring, const SamplerOptions& options, int64_t batch_size, uint64_t seed, uint64_t first,
-                    uint64_t end);
+                    Ring& ring, const SamplerOptions& options, int64_t batch_size, uint64_t seed, IndexSequence indices);
   void start() override;
   void join() override;
   uint64_t produced() const override { return produced_.load(); }
@@ -39,7 +38,8 @@ class SyntheticProducer final : public Producer {
   Ring& ring_;
   SamplerOptions options_;
   int64_t batch_;
-  uint64_t seed_, end_;
+  uint64_t seed_;
+  IndexSequence indices_;
   std::atomic<uint64_t> next_;
   std::atomic<uint64_t> produced_{0};
   std::atomic<uint64_t> generate_us_{0};

@@ -21,22 +21,19 @@ std::vector<int64_t> epoch_permutation(uint64_t seed, uint64_t epoch, int64_t n)
   return perm;
 }
 
-RealProducer::RealProducer(const Dataset& dataset, Ring& ring, uint64_t seed, uint64_t first_index, uint64_t end_index,
-                           int threads, bool skip_corrupt)
+RealProducer::RealProducer(const Dataset& dataset, Ring& ring, uint64_t seed, IndexSequence indices, int threads,
+                           bool skip_corrupt)
     : dataset_(dataset),
       ring_(ring),
       seed_(seed),
-      first_(first_index),
-      end_(end_index),
+      indices_(std::move(indices)),
       thread_count_(threads),
       skip_corrupt_(skip_corrupt),
       n_(dataset.size()),
-      next_(first_index),
+      next_(0),
       threads_(ring) {
   if (threads < 1 || threads > 256) throw InputError("data.decode_threads must be in [1, 256], got " + std::to_string(threads));
   if (n_ <= 0) throw InputError("real-image dataset is empty");
-  if (first_index > end_index)
-    throw InputError("stream range is empty: first index " + std::to_string(first_index) + " > end index " + std::to_string(end_index));
 }
 
 void RealProducer::start() {
@@ -100,15 +97,15 @@ void RealProducer::run() {
   for (;;) {
     const std::optional<int> slot = ring_.acquire_free();
     if (!slot) break;  // ring closed (consumer stopped or another thread failed)
-    const uint64_t index = next_.fetch_add(1);
-    if (index >= end_) {
+    const uint64_t position = next_.fetch_add(1);
+    if (position >= indices_.size) {
       // Undo the overshoot so next_ cannot wrap however long the other threads keep asking.
-      next_.store(end_);
+      next_.store(indices_.size);
       ring_.discard(*slot);
       break;
     }
     try {
-      fill(*slot, index);
+      fill(*slot, indices_.at(position));
     } catch (...) {
       ring_.discard(*slot);
       throw;  // ProducerThreads keeps it for join() and closes the ring
@@ -130,8 +127,8 @@ ImageSource real_image_source(const Config& cfg, const Dataset& dataset) {
   const uint64_t seed = cfg.run.seed;
   const int threads = cfg.data.decode_threads;
   const bool skip = cfg.data.on_corrupt == "skip";
-  source.make_producer = [&dataset, seed, threads, skip](Ring& ring, uint64_t first, uint64_t end) {
-    return std::unique_ptr<Producer>(new RealProducer(dataset, ring, seed, first, end, threads, skip));
+  source.make_producer = [&dataset, seed, threads, skip](Ring& ring, const IndexSequence& indices) {
+    return std::unique_ptr<Producer>(new RealProducer(dataset, ring, seed, indices, threads, skip));
   };
   source.describe = [&dataset, seed](uint64_t index) {
     const int64_t n = dataset.size();

@@ -25,11 +25,10 @@ std::vector<int64_t> epoch_permutation(uint64_t seed, uint64_t epoch, int64_t n)
 
 class RealProducer final : public Producer {
  public:
-  // Produces stream indices [first_index, end_index) with `threads` decoder threads. With
+  // Produces the stream indices of `indices` with `threads` decoder threads. With
   // skip_corrupt an unreadable item is replaced by the next loadable one in the epoch's order
   // (deterministic) and counted in skipped(); otherwise its InputError stops the stream.
-  RealProducer(const Dataset& dataset, Ring& ring, uint64_t seed, uint64_t first_index, uint64_t end_index, int threads,
-               bool skip_corrupt);
+  RealProducer(const Dataset& dataset, Ring& ring, uint64_t seed, IndexSequence indices, int threads, bool skip_corrupt);
   RealProducer(const RealProducer&) = delete;
   RealProducer& operator=(const RealProducer&) = delete;
 
@@ -47,7 +46,8 @@ class RealProducer final : public Producer {
 
   const Dataset& dataset_;
   Ring& ring_;
-  uint64_t seed_, first_, end_;
+  uint64_t seed_;
+  IndexSequence indices_;
   int thread_count_;
   bool skip_corrupt_;
   int64_t n_;

@@ -9,20 +9,22 @@
 namespace synth {
 
 OrderedBatcher::OrderedBatcher(Ring& ring, int64_t batch_size, uint64_t first_index, uint64_t end_index)
-    : ring_(ring), batch_(batch_size), next_(first_index), end_(end_index) {
-  if (batch_size < 1) throw InputError("batch size must be at least 1, got " + std::to_string(batch_size));
-  if (ring.slots() < uint64_t(batch_size))
+    : OrderedBatcher(ring, StreamShard::whole(first_index, end_index, batch_size)) {}
+
+OrderedBatcher::OrderedBatcher(Ring& ring, const StreamShard& shard) : ring_(ring), shard_(shard) {
+  const uint64_t share = shard.steps() ? shard.step_range(0).second - shard.step_range(0).first : 0;
+  if (ring.slots() < share)
     throw InputError("ring.slots = " + std::to_string(ring.slots()) + " is smaller than the batch size " +
-                     std::to_string(batch_size) + "; the ordered batcher needs ring.slots >= batch size");
-  if (first_index > end_index)
-    throw InputError("stream range is empty: first index " + std::to_string(first_index) + " > end index " +
-                     std::to_string(end_index));
+                     std::to_string(share) + "; the ordered batcher needs ring.slots >= batch size");
+}
+
+uint64_t OrderedBatcher::next_index() const {
+  return step_ < shard_.steps() ? shard_.step_range(step_).first : shard_.end();
 }
 
 std::optional<std::vector<int>> OrderedBatcher::next() {
-  if (next_ >= end_) return std::nullopt;
-  const uint64_t b = next_;
-  const uint64_t e = std::min<uint64_t>(end_, b + uint64_t(batch_));
+  if (step_ >= shard_.steps()) return std::nullopt;
+  const auto [b, e] = shard_.step_range(step_);
   const uint64_t want = e - b;
   // Every held key is >= b (smaller ones are rejected), so the batch is complete exactly when
   // `want` held keys lie below e.
@@ -37,11 +39,11 @@ std::optional<std::vector<int>> OrderedBatcher::next() {
                   " held in all): a producer stopped early");
     }
     const uint64_t index = ring_.meta(*slot).index;
-    if (index < b || index >= end_ || held_.count(index)) {
+    if (index < b || !shard_.owns(index) || held_.count(index)) {
       ring_.release(*slot);
       throw Error("stream: unexpected image index " + std::to_string(index) + " while assembling batch [" +
-                  std::to_string(b) + ", " + std::to_string(e) + ") of stream range ending at " + std::to_string(end_) +
-                  (index >= b && index < end_ ? " (duplicate)" : " (out of range)"));
+                  std::to_string(b) + ", " + std::to_string(e) + ") of stream range ending at " +
+                  std::to_string(shard_.end()) + (index >= b && shard_.owns(index) ? " (duplicate)" : " (out of range)"));
     }
     held_.emplace(index, *slot);
     if (index < e) ++have;
@@ -51,7 +53,7 @@ std::optional<std::vector<int>> OrderedBatcher::next() {
   auto it = held_.begin();
   for (uint64_t k = 0; k < want; ++k) out.push_back((it++)->second);
   held_.erase(held_.begin(), it);
-  next_ = e;
+  ++step_;
   return out;
 }
 

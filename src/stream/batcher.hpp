@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "stream/ring.hpp"
+#include "stream/shard.hpp"
 
 namespace synth {
 
@@ -25,6 +26,9 @@ class OrderedBatcher {
   // Batches cover [first_index, end_index); throws InputError naming ring.slots when the ring has
   // fewer slots than batch_size (see the deadlock argument above).
   OrderedBatcher(Ring& ring, int64_t batch_size, uint64_t first_index, uint64_t end_index);
+  // One trainer rank's batches: step k is shard.step_range(k) (the same argument holds with the
+  // rank's share of a step in place of batch_size: producers claim the shard's positions in order).
+  OrderedBatcher(Ring& ring, const StreamShard& shard);
 
   // Slot ids of the next batch sorted by index; the caller reads then release()s them. The last
   // batch is short when end_index is reached. nullopt when the stream is done or the ring closed
@@ -32,13 +36,13 @@ class OrderedBatcher {
   // producer failed) or an index outside the expected range arrives (protocol violation).
   std::optional<std::vector<int>> next();
 
-  uint64_t next_index() const { return next_; }  // first index of the batch next() returns
-  size_t held() const { return held_.size(); }     // slots of later indices held aside
+  uint64_t next_index() const;                 // first index of the batch next() returns
+  size_t held() const { return held_.size(); }  // slots of later indices held aside
 
  private:
   Ring& ring_;
-  int64_t batch_;
-  uint64_t next_, end_;
+  StreamShard shard_;
+  uint64_t step_ = 0;
   std::map<uint64_t, int> held_;  // index -> slot, popped but not yet returned
 };
 

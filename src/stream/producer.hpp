@@ -2,9 +2,9 @@
 // (sources/generator.hpp) behind one interface, so the trainer is the same for both.
 //
 // Contract for implementations (the OrderedBatcher's deadlock-freedom argument relies on it):
-// acquire a free slot BEFORE claiming the stream index it will hold; claim indices in increasing
-// order from one shared counter over [first, end); publish every claimed index exactly once or
-// fail (close the ring and remember the error for join()).
+// acquire a free slot BEFORE claiming the stream index it will hold; claim the positions of its
+// IndexSequence in increasing order from one shared counter; publish every claimed index exactly
+// once or fail (close the ring and remember the error for join()).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "stream/ring.hpp"
+#include "stream/shard.hpp"
 
 namespace synth {
 
@@ -54,12 +55,12 @@ class ProducerThreads {
 };
 
 // A training image source as the trainer sees it: how many classes its labels span, a name for
-// logs, and a factory for producers of stream indices [first, end) into a ring.
+// logs, and a factory for producers of a sequence of stream indices (a trainer rank's shard) into a ring.
 struct ImageSource {
   std::string name;
   int num_classes = 0;
   SourceTag tag = SourceTag::kReal;
-  std::function<std::unique_ptr<Producer>(Ring& ring, uint64_t first, uint64_t end)> make_producer;
+  std::function<std::unique_ptr<Producer>(Ring& ring, const IndexSequence& indices)> make_producer;
   // What stream image `index` is, for sample sheets: its prompt, or its file (empty: unknown).
   std::function<std::string(uint64_t index)> describe;
 };

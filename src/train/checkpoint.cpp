@@ -76,6 +76,11 @@ void open_into(const fs::path& file, Opened& o) {
     s.ledger = tensor_bytes(read_tensor(o.archive, "synth.ledger"));
     s.arch = tensor_bytes(read_tensor(o.archive, "synth.arch"));
     s.width = read_tensor(o.archive, "synth.width").item<double>();
+    torch::Tensor scale;
+    if (o.archive.try_read("synth.loss_scale", scale)) {
+      s.loss_scale = scale[0].item<double>();
+      s.loss_scale_good_steps = int64_t(scale[1].item<double>());
+    }
   } catch (const InputError& e) {
     throw InputError("checkpoint '" + file.string() + "': " + e.what());
   } catch (const std::exception& e) {
@@ -103,6 +108,8 @@ fs::path save_checkpoint(const fs::path& dir, const TrainState& state, torch::nn
   archive.write("synth.width", torch::full({1}, state.width, torch::TensorOptions().dtype(torch::kFloat64)));
   archive.write("synth.ledger", bytes_tensor(state.ledger));
   archive.write("synth.arch", bytes_tensor(state.arch));
+  archive.write("synth.loss_scale",
+                torch::tensor({state.loss_scale, double(state.loss_scale_good_steps)}, torch::kFloat64));
   torch::serialize::OutputArchive model_archive, optim_archive;
   model.save(model_archive);
   optimizer.save(optim_archive);

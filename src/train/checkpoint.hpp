@@ -24,6 +24,8 @@ struct TrainState {
   std::string arch;           // model identity, checked before loading weights
   double width = 1;
   int64_t num_classes = 0;
+  double loss_scale = 0;           // fp16 dynamic loss scale (0: none; older checkpoints have none)
+  int64_t loss_scale_good_steps = 0;
 };
 
 // Writes the checkpoint for state.images_seen and deletes all but the newest `keep`. Returns its path.

@@ -17,7 +17,7 @@ nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride) {
 // conv1x1 + BN projection of the identity path when the shape changes (torchvision's
 // `downsample`, Sequential so its keys are downsample.0.* and downsample.1.*).
 nn::Sequential projection(int64_t in, int64_t out, int64_t stride) {
-  return nn::Sequential(conv(in, out, 1, stride), nn::BatchNorm2d(out));
+  return nn::Sequential(conv(in, out, 1, stride), BatchNorm2d(out));
 }
 
 // Two 3x3 convs (ResNet-18/34), expansion 1.
@@ -25,9 +25,9 @@ struct BasicBlockImpl : nn::Module {
   static constexpr int64_t kExpansion = 1;
   BasicBlockImpl(int64_t in, int64_t planes, int64_t stride) {
     conv1 = register_module("conv1", conv(in, planes, 3, stride));
-    bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+    bn1 = register_module("bn1", BatchNorm2d(planes));
     conv2 = register_module("conv2", conv(planes, planes, 3, 1));
-    bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+    bn2 = register_module("bn2", BatchNorm2d(planes));
     if (stride != 1 || in != planes * kExpansion)
       downsample = register_module("downsample", projection(in, planes * kExpansion, stride));
   }
@@ -38,7 +38,7 @@ struct BasicBlockImpl : nn::Module {
     return torch::relu(out);
   }
   nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  BatchNorm2d bn1{nullptr}, bn2{nullptr};
   nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(BasicBlock);
@@ -48,11 +48,11 @@ struct BottleneckImpl : nn::Module {
   static constexpr int64_t kExpansion = 4;
   BottleneckImpl(int64_t in, int64_t planes, int64_t stride) {
     conv1 = register_module("conv1", conv(in, planes, 1, 1));
-    bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+    bn1 = register_module("bn1", BatchNorm2d(planes));
     conv2 = register_module("conv2", conv(planes, planes, 3, stride));
-    bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+    bn2 = register_module("bn2", BatchNorm2d(planes));
     conv3 = register_module("conv3", conv(planes, planes * kExpansion, 1, 1));
-    bn3 = register_module("bn3", nn::BatchNorm2d(planes * kExpansion));
+    bn3 = register_module("bn3", BatchNorm2d(planes * kExpansion));
     if (stride != 1 || in != planes * kExpansion)
       downsample = register_module("downsample", projection(in, planes * kExpansion, stride));
   }
@@ -64,7 +64,7 @@ struct BottleneckImpl : nn::Module {
     return torch::relu(out);
   }
   nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
-  nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
   nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(Bottleneck);
@@ -103,7 +103,7 @@ ResNetImpl::ResNetImpl(const ResNetSpec& spec) : spec_(spec) {
                         scaled_channels(256, spec.width), scaled_channels(512, spec.width)};
   int64_t in = c[0];
   conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(3, in, 7).stride(2).padding(3).bias(false)));
-  bn1 = register_module("bn1", nn::BatchNorm2d(in));
+  bn1 = register_module("bn1", BatchNorm2d(in));
   nn::Sequential* layers[4] = {&layer1, &layer2, &layer3, &layer4};
   for (int i = 0; i < 4; ++i) {
     const int64_t stride = i == 0 ? 1 : 2;
@@ -119,11 +119,16 @@ ResNetImpl::ResNetImpl(const ResNetSpec& spec) : spec_(spec) {
   for (auto& m : modules(/*include_self=*/false)) {
     if (auto* cv = m->as<nn::Conv2d>()) {
       nn::init::kaiming_normal_(cv->weight, 0.0, torch::kFanOut, torch::kReLU);
-    } else if (auto* bn = m->as<nn::BatchNorm2d>()) {
+    } else if (auto* bn = m->as<BatchNorm2dImpl>()) {
       nn::init::ones_(bn->weight);
       nn::init::zeros_(bn->bias);
     }
   }
+}
+
+void ResNetImpl::set_sync_group(Comm* group) {
+  for (auto& m : modules(/*include_self=*/false))
+    if (auto* bn = m->as<BatchNorm2dImpl>()) bn->set_group(group);
 }
 
 torch::Tensor ResNetImpl::forward(torch::Tensor x) {

@@ -9,6 +9,8 @@
 
 #include <torch/torch.h>
 
+#include "train/batch_norm.hpp"
+
 namespace synth {
 
 struct ResNetSpec {
@@ -23,11 +25,13 @@ class ResNetImpl : public torch::nn::Module {
   // x: N x 3 x H x W normalized images -> N x num_classes logits. Any H, W >= 1 (adaptive pool).
   torch::Tensor forward(torch::Tensor x);
   const ResNetSpec& spec() const { return spec_; }
+  // Synchronized batch norm over `group` in every BN layer (nullptr: local statistics).
+  void set_sync_group(Comm* group);
 
  private:
   ResNetSpec spec_;
   torch::nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  BatchNorm2d bn1{nullptr};
   torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
   torch::nn::Linear fc{nullptr};
 };

@@ -5,17 +5,22 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
 #include <optional>
+#include <vector>
 
 #include "augment/train_augment.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "dist/grad_reducer.hpp"
 #include "io/image.hpp"
 #include "run/run_dir.hpp"
 #include "run/progress.hpp"
 #include "stream/batcher.hpp"
 #include "stream/ledger.hpp"
 #include "stream/ring.hpp"
+#include "stream/shard.hpp"
+#include "train/amp.hpp"
 #include "train/checkpoint.hpp"
 #include "train/optimizer.hpp"
 #include "train/resnet.hpp"
@@ -78,17 +83,41 @@ void write_samples(const fs::path& dir, uint64_t images_seen, const std::vector<
   write_file_atomic(dir / ("stream-" + std::string(stem) + ".txt"), text);
 }
 
+// Job-wide ledger accounting over the trainer ranks. Every rank restored the same checkpoint
+// ledger (`base`, exactly [0, origin)) and recorded only indices of its own shard (the batcher
+// rejects others), so the shards being disjoint, no duplicate on any rank plus a total count of
+// `position` proves that [0, position) was trained on exactly once job-wide.
+struct LedgerTotals {
+  uint64_t distinct = 0, duplicates = 0;
+};
+
+// Sums a few scalars over the group, on `device` (NCCL reduces GPU tensors only).
+std::vector<double> sum_over(Comm& group, const std::vector<double>& values, const torch::Device& device) {
+  torch::Tensor t = torch::tensor(values, torch::kFloat64).to(device);
+  group.all_reduce_sum(t);
+  t = t.cpu();
+  return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+}
+
+LedgerTotals ledger_totals(const Ledger& ledger, uint64_t base_count, Comm* group, const torch::Device& device) {
+  if (!group) return {ledger.count(), ledger.duplicates()};
+  // Counts below 2^53 are exact in a double.
+  const std::vector<double> t = sum_over(*group, {double(ledger.count() - base_count), double(ledger.duplicates())}, device);
+  return {base_count + uint64_t(t[0]), uint64_t(t[1])};
+}
+
 }  // namespace
 
 void check_trainable(const Config& cfg) {
-  if (cfg.train.precision != "fp32")
-    throw InputError(cfg.source_file + ": train.precision = \"" + cfg.train.precision + "\": mixed precision is not wired into the trainer yet; use fp32");
+  if (cfg.train.precision == "fp16" && cfg.train.device != "cuda")
+    throw InputError(cfg.source_file + ": train.precision = \"fp16\" needs train.device = \"cuda\" (on the CPU, autocast "
+                     "computes in bf16: use \"bf16\" or \"fp32\")");
   if (cfg.train.device == "cuda" && !torch::cuda::is_available())
     throw InputError(cfg.source_file + ": train.device = \"cuda\" but this build/machine has no CUDA device; use cpu");
 }
 
 TrainSummary run_training(const Config& cfg, const ImageSource& source, const std::string& run_dir, bool resume,
-                          const TrainHooks& hooks) {
+                          const TrainHooks& hooks, const Job& job) {
   const Clock::time_point t0 = Clock::now();
   auto log = [&](const std::string& line) {
     if (hooks.log) hooks.log(line);
@@ -98,7 +127,9 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
   };
   check_trainable(cfg);
   if (cfg.train.threads > 0) torch::set_num_threads(cfg.train.threads);
-  const torch::Device device(cfg.train.device == "cuda" ? torch::kCUDA : torch::kCPU);
+  // One GPU per process: the launcher's LOCAL_RANK picks it.
+  const torch::Device device = cfg.train.device == "cuda" ? torch::Device(torch::kCUDA, int8_t(job.local_rank()))
+                                                           : torch::Device(torch::kCPU);
   const uint64_t seed = cfg.run.seed;
   const uint64_t total = uint64_t(cfg.train.total_images);
   const int64_t batch = cfg.train.batch_size;
@@ -109,10 +140,30 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
                      std::to_string(source.num_classes) + " classes");
 
   // Initialization is drawn from torch's generator seeded by a counter-based key of the run seed.
-  CounterRng init_rng(seed, 0, RngPurpose::kInit, 0);
-  torch::manual_seed(init_rng.next_u64());
-  ResNet model(ResNetSpec{cfg.model.arch, cfg.model.width, cfg.model.num_classes});
+  if (!job.trainer()) throw Error("run_training called on generator rank " + std::to_string(job.rank()));
+  Comm* const group = job.trainer_group();
+  ResNet model{nullptr};
+  {
+    // torch's default generator is process-wide: trainers sharing a process (tests run ranks as
+    // threads) must not interleave their draws between seeding and the last initializer.
+    static std::mutex init_mutex;
+    std::lock_guard<std::mutex> lock(init_mutex);
+    CounterRng init_rng(seed, 0, RngPurpose::kInit, 0);
+    torch::manual_seed(init_rng.next_u64());
+    model = ResNet(ResNetSpec{cfg.model.arch, cfg.model.width, cfg.model.num_classes});
+  }
   model->to(device);
+  model->set_sync_group(cfg.dist.sync_batch_norm ? group : nullptr);
+  // GPUs: channels-last (NHWC) weights and inputs, the layout cuDNN's fp16/bf16 convolutions are
+  // fastest in; the model's state_dict keys and values are unchanged.
+  const bool channels_last = device.is_cuda();
+  if (channels_last) {
+    torch::NoGradGuard no_grad;
+    for (torch::Tensor p : model->parameters())
+      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+  }
+  const Precision precision = parse_precision(cfg.train.precision);
+  LossScaler scaler(precision == Precision::kFp16);
   std::unique_ptr<torch::optim::SGD> optimizer = make_sgd(*model, cfg.optim);
   const LrSchedule schedule = LrSchedule::from_config(cfg.optim, batch, total_steps);
 
@@ -137,10 +188,27 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
       } catch (const InputError& e) {
         throw InputError("checkpoint '" + found.back().string() + "': " + e.what());
       }
+      if (state.loss_scale > 0) scaler.restore(state.loss_scale, state.loss_scale_good_steps);
       log("resume: " + found.back().filename().string() + " at step " + std::to_string(state.step) + ", " +
           format_count(state.images_seen) + " images");
     }
   }
+  if (group) {
+    // Every trainer rank read the newest checkpoint of the shared run directory; they must agree.
+    torch::Tensor where = torch::tensor({int64_t(state.images_seen)}, torch::kInt64).to(device);
+    group->broadcast(where, 0);
+    if (uint64_t(where.item<int64_t>()) != state.images_seen)
+      throw Error("trainer rank " + std::to_string(job.trainer_rank()) + " resumes at image " +
+                  std::to_string(state.images_seen) + " but rank 0 at " + std::to_string(where.item<int64_t>()) +
+                  ": every rank must see the same run directory (" + run_dir + ")");
+    // Same seed, same checkpoint: the weights agree already; the broadcast makes that a fact.
+    torch::NoGradGuard no_grad;
+    for (torch::Tensor t : model->parameters()) group->broadcast(t, 0);
+    for (torch::Tensor t : model->buffers()) group->broadcast(t, 0);
+  }
+  const uint64_t base_count = ledger.count();
+  std::unique_ptr<GradReducer> reducer;
+  if (group) reducer = std::make_unique<GradReducer>(model->parameters(), *group, size_t(cfg.dist.bucket_mb) << 20);
 
   TrainSummary summary;
   const uint64_t start_images = state.images_seen;
@@ -166,7 +234,18 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
     }
   };
   auto checkpoint = [&] {
-    state.ledger = ledger.serialize();
+    state.loss_scale = scaler.enabled() ? scaler.value() : 0;
+    state.loss_scale_good_steps = scaler.good_steps();
+    if (group) {
+      const LedgerTotals t = ledger_totals(ledger, base_count, group, device);
+      if (t.duplicates != 0 || t.distinct != state.images_seen)
+        throw Error("stream: at image " + std::to_string(state.images_seen) + " the trainer ranks recorded " +
+                    std::to_string(t.distinct) + " distinct indices and " + std::to_string(t.duplicates) + " duplicates");
+      state.ledger = "low=" + std::to_string(state.images_seen) + ";dup=0;sparse=";
+    } else {
+      state.ledger = ledger.serialize();
+    }
+    if (!job.lead()) return;
     const fs::path file = save_checkpoint(ckpt_dir, state, *model, *optimizer, cfg.train.keep_checkpoints);
     log("checkpoint " + file.filename().string());
     metric({{"event", "checkpoint"}, {"step", state.step}, {"images", state.images_seen}, {"file", file.string()}});
@@ -175,9 +254,13 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
   if (state.images_seen < total) {
     const size_t slot_bytes = size_t(cfg.ring.max_height) * size_t(cfg.ring.max_width) * 3;
     Ring ring(size_t(cfg.ring.slots), slot_bytes);
-    const std::unique_ptr<Producer> producer = source.make_producer(ring, state.images_seen, total);
-    OrderedBatcher batcher(ring, batch, state.images_seen, total);
+    const StreamShard shard(state.images_seen, total, batch, job.trainer_rank(), job.trainers());
+    const std::unique_ptr<Producer> producer = source.make_producer(ring, IndexSequence::of(shard));
+    OrderedBatcher batcher(ring, shard);
     producer->start();
+    if (job.trainers() > 1)
+      log(std::to_string(job.trainers()) + " trainer ranks, " + std::to_string(batch / job.trainers()) +
+          " images each per step, gradients and batch norm synchronized over " + group->backend());
     log("training " + cfg.model.arch + " (width " + format_si(cfg.model.width) + ", " +
         std::to_string(cfg.model.num_classes) + " classes) on " + format_count(total - state.images_seen) +
         " images of " + source.name + ", " + std::to_string(total_steps - state.step) + " steps of " +
@@ -217,9 +300,10 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
         for (int s : *slots) ring.release(s);
         throw;
       }
-      if (crossed(state.images_seen, state.images_seen + slots->size(), cfg.run.sample_every_images)) {
+      const uint64_t step_images = std::min<uint64_t>(uint64_t(batch), total - state.images_seen);  // job-wide
+      if (job.lead() && crossed(state.images_seen, state.images_seen + step_images, cfg.run.sample_every_images)) {
         try {
-          write_samples(fs::path(run_dir) / "samples", state.images_seen + slots->size(), views, labels, groups[0], cfg,
+          write_samples(fs::path(run_dir) / "samples", state.images_seen + step_images, views, labels, groups[0], cfg,
                         source);
         } catch (...) {
           for (int s : *slots) ring.release(s);
@@ -231,27 +315,52 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
       const double lr = schedule.at(state.step);
       set_lr(*optimizer, lr);
       optimizer->zero_grad();
-      // Cross-entropy averaged over every crop of every image: each size group's mean weighted by
-      // its share of the crops (one forward per crop size, as DINO does).
+      // Cross-entropy averaged over every crop of every image of the global step (one forward per
+      // crop size, as DINO does). Each rank sums over its own crops and divides by the job-wide
+      // crop count, so the ranks' losses - and, summed by the reducer, their gradients - add up
+      // to exactly the one-rank mean whatever the split.
       int64_t crops = 0;
       for (const CropGroup& g : groups) crops += g.images.size(0);
+      const double global_crops = double(step_images) * double(crops / int64_t(slots->size()));
       torch::Tensor loss;
-      for (const CropGroup& g : groups) {
-        const torch::Tensor part = torch::nn::functional::cross_entropy(
-            model->forward(g.images.to(device)), g.labels.to(device),
-            torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(cfg.optim.label_smoothing)) *
-            (double(g.images.size(0)) / double(crops));
-        loss = loss.defined() ? loss + part : part;
+      {
+        const AutocastScope autocast(precision, device.type());
+        for (const CropGroup& g : groups) {
+          torch::Tensor input = g.images.to(device);
+          if (channels_last) input = input.contiguous(torch::MemoryFormat::ChannelsLast);
+          // Autocast runs cross-entropy (log-softmax) in fp32.
+          const torch::Tensor part = torch::nn::functional::cross_entropy(
+              model->forward(input), g.labels.to(device),
+              torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum).label_smoothing(cfg.optim.label_smoothing));
+          loss = loss.defined() ? loss + part : part;
+        }
+        loss = loss / global_crops;
       }
-      loss.backward();
-      optimizer->step();
-      const double loss_value = loss.item<double>();
+      if (reducer) reducer->prepare();
+      scaler.scale(loss).backward();
+      if (reducer) reducer->finish();
+      // Gradients are complete and identical on every rank here, so every rank skips alike.
+      const bool finite = !scaler.enabled() || scaler.unscale(model->parameters());
+      if (finite) optimizer->step();
+      if (!finite && scaler.enabled())
+        metric({{"event", "skipped_step"}, {"step", state.step}, {"loss_scale", scaler.value()}});
+      scaler.update(finite);
+      double loss_value = loss.item<double>();
+      const bool last_step = state.images_seen + step_images >= total;
+      bool stop = !last_step && hooks.stop_requested && hooks.stop_requested();
+      if (group) {
+        // One small all-reduce: the job-wide loss, and a stop any rank asked for (ranks must stop
+        // at the same step or the others would wait in the next collective).
+        const std::vector<double> t = sum_over(*group, {loss_value, stop ? 1.0 : 0.0}, device);
+        loss_value = t[0];
+        stop = t[1] > 0;
+      }
       if (!std::isfinite(loss_value))
         throw Error("training diverged: loss is " + std::to_string(loss_value) + " at step " + std::to_string(state.step) +
                     " (lower optim.lr?)");
       const uint64_t before = state.images_seen;
       state.step += 1;
-      state.images_seen += uint64_t(slots->size());
+      state.images_seen += step_images;
       loss_sum += loss_value;
       loss_steps += 1;
 
@@ -276,7 +385,7 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
       const bool last = state.images_seen >= total;
       if (!last && crossed(before, state.images_seen, cfg.eval.every_images)) evaluate();
       if (!last && crossed(before, state.images_seen, cfg.train.checkpoint_every_images)) checkpoint();
-      if (!last && hooks.stop_requested && hooks.stop_requested()) {
+      if (!last && stop) {
         summary.interrupted = true;
         break;
       }
@@ -285,6 +394,9 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
     producer->join();
     summary.seconds = seconds_since(t_train);
     summary.images_produced = producer->produced();
+    if (group) {
+      summary.images_produced = uint64_t(sum_over(*group, {double(summary.images_produced)}, device)[0]);
+    }
     if (!summary.interrupted) {
       if (state.images_seen < total)
         throw Error("the stream ended at image " + std::to_string(state.images_seen) + " of " + std::to_string(total));
@@ -300,10 +412,17 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
 
   summary.steps = state.step;
   summary.images_trained = state.images_seen - start_images;
-  summary.duplicates = ledger.duplicates();
-  summary.gaps = ledger.gap_count(state.images_seen);
   summary.images_seen = state.images_seen;
-  summary.exactly_once = ledger.exactly_once(state.images_seen);
+  if (group) {
+    const LedgerTotals t = ledger_totals(ledger, base_count, group, device);
+    summary.duplicates = t.duplicates;
+    summary.gaps = t.distinct < state.images_seen ? state.images_seen - t.distinct : 0;
+    summary.exactly_once = t.duplicates == 0 && t.distinct == state.images_seen;
+  } else {
+    summary.duplicates = ledger.duplicates();
+    summary.gaps = ledger.gap_count(state.images_seen);
+    summary.exactly_once = ledger.exactly_once(state.images_seen);
+  }
   if (summary.seconds == 0) summary.seconds = seconds_since(t0);
   return summary;
 }

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "config/config.hpp"
+#include "dist/job.hpp"
 #include "stream/producer.hpp"
 
 namespace synth {
@@ -52,10 +53,18 @@ struct TrainSummary {
 void check_trainable(const Config& cfg);
 
 // Trains per cfg on the images of `source` (real_image_source() or synthetic_image_source(), built
-// by the caller so bad data fails before a run directory exists) in run_dir (checkpoints go to run_dir/checkpoints). With resume, continues
-// from the newest checkpoint there (none: from image 0); otherwise starts fresh. Throws InputError
-// for unusable input, synth::Error for failures during the run; the newest checkpoint stays intact.
+// by the caller so bad data fails before a run directory exists) in run_dir (checkpoints go to
+// run_dir/checkpoints). With resume, continues from the newest checkpoint there (none: from image
+// 0); otherwise starts fresh. Throws InputError for unusable input, synth::Error for failures
+// during the run; the newest checkpoint stays intact.
+//
+// In a job of several trainer ranks (`job`, one process each, all calling this) each rank trains
+// on its StreamShard of every global batch; gradients are summed and batch-norm statistics
+// synchronized over job.trainer_group(), so the weights follow the one-rank run up to float
+// rounding. Only the lead rank writes checkpoints and samples (hooks are the caller's business:
+// give log/metrics/evaluate to the lead only). A resumed run may use a different number of ranks.
+// Summaries hold job-wide counts on every rank.
 TrainSummary run_training(const Config& cfg, const ImageSource& source, const std::string& run_dir, bool resume,
-                          const TrainHooks& hooks);
+                          const TrainHooks& hooks, const Job& job = Job());
 
 }  // namespace synth

@@ -43,7 +43,7 @@ TEST_CASE("two generators stream [first, end) exactly once, images equal to sing
   CHECK(source.tag == synth::SourceTag::kSynthetic);
   synth::Ring ring(32, 32 * 24 * 3);
   const uint64_t first = 7, end = 30;  // 23 images: batches of 5 and a short claim at the end
-  auto producer = source.make_producer(ring, first, end);
+  auto producer = source.make_producer(ring, synth::IndexSequence::range(first, end));
   synth::OrderedBatcher batcher(ring, 8, first, end);
   producer->start();
   std::map<uint64_t, std::vector<uint8_t>> images;
@@ -99,7 +99,7 @@ TEST_CASE("a producer error closes the ring; join rethrows it") {
   c.generator.instances = 1;
   const synth::ImageSource source = synth::synthetic_image_source(c);
   synth::Ring small(16, 8 * 8 * 3);  // too small for 32x24 images
-  CHECK_THROWS_WITH_AS(source.make_producer(small, 0, 10), doctest::Contains("raise ring.max_height"), synth::InputError);
+  CHECK_THROWS_WITH_AS(source.make_producer(small, synth::IndexSequence::range(0, 10)), doctest::Contains("raise ring.max_height"), synth::InputError);
   synth::Config bad = tiny_config();
   bad.generator.model_dir = SYNTH_TEST_DATA "/configs";
   CHECK_THROWS_AS(synth::synthetic_image_source(bad), synth::InputError);

@@ -65,7 +65,7 @@ std::vector<std::vector<Item>> run_stream(const synth::Dataset& ds, uint64_t see
                                           uint64_t* skipped = nullptr) {
   synth::Ring ring(size_t(batch) + 4, slot_bytes);
   synth::OrderedBatcher batcher(ring, batch, first, end);
-  synth::RealProducer producer(ds, ring, seed, first, end, threads, skip_corrupt);
+  synth::RealProducer producer(ds, ring, seed, synth::IndexSequence::range(first, end), threads, skip_corrupt);
   producer.start();
   std::vector<std::vector<Item>> out;
   try {

@@ -1,0 +1,27 @@
+#include "dist/job.hpp"
+
+#include "core/error.hpp"
+
+namespace synth {
+
+std::unique_ptr<Job> Job::join(const DistEnv& env, const std::string& backend, int trainer_ranks,
+                               std::chrono::milliseconds timeout) {
+  auto job = std::make_unique<Job>();
+  job->env_ = env;
+  if (trainer_ranks > env.world_size)
+    throw InputError("dist.trainer_ranks = " + std::to_string(trainer_ranks) + " but the job has only " +
+                     std::to_string(env.world_size) + " ranks (WORLD_SIZE)");
+  job->trainers_ = trainer_ranks == 0 ? env.world_size : trainer_ranks;
+  if (!env.distributed()) return job;
+  job->rendezvous_ = Rendezvous::tcp(env, timeout);
+  if (job->trainers_ > 1 && job->trainer())
+    job->trainers_group_ = job->rendezvous_->group("trainers", env.rank, job->trainers_, backend, timeout, env.master_addr);
+  return job;
+}
+
+std::string collective_backend(const std::string& configured, bool cuda_training) {
+  if (configured != "auto") return configured;
+  return cuda_training ? "nccl" : "gloo";
+}
+
+}  // namespace synth

@@ -1,0 +1,47 @@
+// This process's place in a training job, its rendezvous store (small coordination values) and
+// the group of trainer ranks (those that hold a model: gradient sums and SyncBN). One process
+// alone is a job of one rank with no group, so the trainer runs the same code either way.
+#pragma once
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "dist/comm.hpp"
+#include "dist/env.hpp"
+
+namespace synth {
+struct DistConfig;
+
+class Job {
+ public:
+  // A job of one process (no groups).
+  Job() = default;
+  // Joins the job of `env` (rendezvous at env.master_addr:port). backend: gloo | nccl. Ranks
+  // [0, trainer_ranks) train (trainer_ranks = 0: all); InputError when the split is impossible.
+  static std::unique_ptr<Job> join(const DistEnv& env, const std::string& backend, int trainer_ranks,
+                                   std::chrono::milliseconds timeout);
+
+  int rank() const { return env_.rank; }
+  int size() const { return env_.world_size; }
+  int local_rank() const { return env_.local_rank; }
+  bool lead() const { return env_.rank == 0; }  // writes the run directory and checkpoints
+  bool trainer() const { return env_.rank < trainers_; }
+  int trainers() const { return trainers_; }
+  int trainer_rank() const { return trainer() ? env_.rank : -1; }
+  int generators() const { return env_.world_size - trainers_; }  // dedicated generator ranks
+
+  Comm* trainer_group() const { return trainers_group_.get(); }  // nullptr unless >= 2 trainers
+  const Rendezvous* rendezvous() const { return rendezvous_ ? &*rendezvous_ : nullptr; }
+
+ private:
+  DistEnv env_;
+  int trainers_ = 1;
+  std::optional<Rendezvous> rendezvous_;
+  std::unique_ptr<Comm> trainers_group_;
+};
+
+// The backend a config asks for: dist.backend, with "auto" = nccl when training on cuda, else gloo.
+std::string collective_backend(const std::string& configured, bool cuda_training);
+
+}  // namespace synth

@@ -1,0 +1,66 @@
+#include "train/amp.hpp"
+
+#include "core/compat.hpp"
+#include "core/error.hpp"
+
+namespace synth {
+
+Precision parse_precision(const std::string& name) {
+  if (name == "fp32") return Precision::kFp32;
+  if (name == "fp16") return Precision::kFp16;
+  if (name == "bf16") return Precision::kBf16;
+  throw InputError("unknown precision '" + name + "' (fp32 | fp16 | bf16)");
+}
+
+AutocastScope::AutocastScope(Precision precision, torch::DeviceType device) : device_(device) {
+  if (precision == Precision::kFp32) return;
+  active_ = true;
+  was_enabled_ = compat::autocast_enabled(device);
+  at::autocast::increment_nesting();
+  compat::set_autocast(device, true, precision == Precision::kFp16 ? torch::kHalf : torch::kBFloat16);
+}
+
+AutocastScope::~AutocastScope() {
+  if (!active_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  compat::set_autocast(device_, was_enabled_, device_ == torch::kCUDA ? torch::kHalf : torch::kBFloat16);
+}
+
+LossScaler::LossScaler(bool enabled, double initial, double growth, double backoff, int64_t interval)
+    : enabled_(enabled), scale_(enabled ? initial : 1.0), growth_(growth), backoff_(backoff), interval_(interval) {}
+
+bool LossScaler::unscale(const std::vector<torch::Tensor>& params) const {
+  torch::NoGradGuard no_grad;
+  // One flag summed on the device, read once: no host synchronization per tensor.
+  torch::Tensor bad;
+  for (const torch::Tensor& p : params) {
+    const torch::Tensor& g = p.grad();
+    if (!g.defined()) continue;
+    if (enabled_) g.mul_(1.0 / scale_);
+    const torch::Tensor nonfinite = g.isfinite().logical_not().any();
+    bad = bad.defined() ? bad.logical_or(nonfinite) : nonfinite;
+  }
+  return !bad.defined() || !bad.item<bool>();
+}
+
+void LossScaler::update(bool finite) {
+  if (!enabled_) return;
+  if (!finite) {
+    scale_ *= backoff_;
+    good_steps_ = 0;
+    return;
+  }
+  if (++good_steps_ >= interval_) {
+    scale_ *= growth_;
+    good_steps_ = 0;
+  }
+}
+
+void LossScaler::restore(double scale, int64_t good_steps) {
+  if (!enabled_) return;
+  if (!(scale > 0)) throw InputError("loss scale " + std::to_string(scale) + " is not positive");
+  scale_ = scale;
+  good_steps_ = good_steps;
+}
+
+}  // namespace synth
