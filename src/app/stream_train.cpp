@@ -24,6 +24,7 @@
 #include "run/report.hpp"
 #include "run/run_dir.hpp"
 #include "sources/producer.hpp"
+#include "sources/remote.hpp"
 #include "train/trainer.hpp"
 
 namespace {
@@ -80,6 +81,20 @@ int follower(const synth::Config& cfg, const synth::ImageSource& source, bool re
   return s.interrupted ? 130 : 0;
 }
 
+// A dedicated generator rank: waits for the run's position (rank 0 publishes it once the run
+// directory and any checkpoint are read), then makes and sends its part of one trainer's shard.
+int generator(const synth::Config& cfg, const synth::ImageSource& source, const synth::Job& job) {
+  if (job.rendezvous()->get("run_dir") != "open")
+    throw synth::InputError("rank 0 could not open the run directory (see its error)");
+  const std::string origin = job.rendezvous()->get("origin");
+  const int j = job.rank() - job.trainers();
+  const synth::FeedPlan plan{job.trainers(), job.generators(), j % job.trainers(), cfg.generator.batch_size};
+  const synth::StreamShard shard(std::stoull(origin), uint64_t(cfg.train.total_images), cfg.train.batch_size, plan.trainer,
+                                 job.trainers());
+  synth::serve_trainer(cfg, source, *job.world(), shard, plan, j / job.trainers());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -96,15 +111,18 @@ int main(int argc, char** argv) {
     const synth::Config cfg = synth::load_config(args.positional()[0], args.all("set"));
     synth::check_trainable(cfg);
     const synth::DistEnv env = synth::dist_env_from_process();
-    if (cfg.dist.trainer_ranks != 0 && cfg.dist.trainer_ranks != env.world_size)
+    const bool dedicated = cfg.dist.trainer_ranks != 0 && cfg.dist.trainer_ranks < env.world_size;
+    if (dedicated && cfg.data.source != "synthetic")
       throw synth::InputError(cfg.source_file + ": dist.trainer_ranks = " + std::to_string(cfg.dist.trainer_ranks) +
-                              ": dedicated generator ranks are not implemented yet; use 0 (every rank trains)");
+                              " makes generator ranks, which need data.source = \"synthetic\"");
+    const bool generator_rank = dedicated && env.rank >= cfg.dist.trainer_ranks;
     // Open the data (and load the generator's weights) before the run directory, so unusable
     // input leaves nothing behind.
     std::unique_ptr<synth::Dataset> data;
     synth::ImageSource source;
     if (cfg.data.source == "synthetic") {
-      source = synth::synthetic_image_source(cfg);
+      // Trainers fed by generator ranks load no Stable Diffusion weights.
+      source = synth::synthetic_image_source(cfg, !dedicated || generator_rank);
     } else {
       data = synth::open_train_dataset(cfg);
       source = synth::real_image_source(cfg, *data);
@@ -112,6 +130,7 @@ int main(int argc, char** argv) {
     const auto timeout = std::chrono::milliseconds(int64_t(cfg.dist.timeout_s * 1000));
     const std::unique_ptr<synth::Job> job =
         synth::Job::join(env, synth::collective_backend(cfg.dist.backend, cfg.train.device == "cuda"), cfg.dist.trainer_ranks, timeout);
+    if (!job->trainer()) return generator(cfg, source, *job);
     if (!job->lead()) return follower(cfg, source, resume, *job);
     std::unique_ptr<synth::Evaluator> evaluator;
     if (cfg.eval.source != "none") evaluator = std::make_unique<synth::Evaluator>(cfg);

@@ -1,6 +1,7 @@
-// This process's place in a training job, its rendezvous store (small coordination values) and
-// the group of trainer ranks (those that hold a model: gradient sums and SyncBN). One process
-// alone is a job of one rank with no group, so the trainer runs the same code either way.
+// This process's place in a training job, its rendezvous store (small coordination values), the
+// group of trainer ranks (those that hold a model: gradient sums and SyncBN) and, with dedicated
+// generator ranks, the world group the images travel in. One process alone is a job of one rank
+// with no group, so the trainer runs the same code either way.
 #pragma once
 #include <chrono>
 #include <memory>
@@ -32,13 +33,14 @@ class Job {
   int generators() const { return env_.world_size - trainers_; }  // dedicated generator ranks
 
   Comm* trainer_group() const { return trainers_group_.get(); }  // nullptr unless >= 2 trainers
+  Comm* world() const { return world_.get(); }  // Gloo, every rank; only with generator ranks
   const Rendezvous* rendezvous() const { return rendezvous_ ? &*rendezvous_ : nullptr; }
 
  private:
   DistEnv env_;
   int trainers_ = 1;
   std::optional<Rendezvous> rendezvous_;
-  std::unique_ptr<Comm> trainers_group_;
+  std::unique_ptr<Comm> trainers_group_, world_;
 };
 
 // The backend a config asks for: dist.backend, with "auto" = nccl when training on cuda, else gloo.

@@ -93,15 +93,17 @@ void SyntheticProducer::run(StableDiffusion& sd) {
   for (int s : slots) ring_.discard(s);
 }
 
-ImageSource synthetic_image_source(const Config& cfg) {
+ImageSource synthetic_image_source(const Config& cfg, bool load_models) {
   const GeneratorConfig& g = cfg.generator;
   const torch::Device device(g.device == "cuda" ? torch::kCUDA : torch::kCPU);
   if (device.is_cuda() && !torch::cuda::is_available())
     throw InputError(cfg.source_file + ": generator.device = \"cuda\" but this build/machine has no CUDA device");
   const torch::Dtype dtype = g.dtype == "fp16" ? torch::kHalf : torch::kFloat32;
   std::vector<std::shared_ptr<StableDiffusion>> models;
-  for (int i = 0; i < g.instances; ++i) models.push_back(std::make_shared<StableDiffusion>(g.model_dir, device, dtype));
-  models[0]->latent_size(g.width, g.height);  // InputError when the size does not fit the VAE
+  if (load_models) {
+    for (int i = 0; i < g.instances; ++i) models.push_back(std::make_shared<StableDiffusion>(g.model_dir, device, dtype));
+    models[0]->latent_size(g.width, g.height);  // InputError when the size does not fit the VAE
+  }
 
   PromptStreamConfig pc;
   static_cast<PromptsConfig&>(pc) = cfg.prompts;
@@ -123,9 +125,10 @@ ImageSource synthetic_image_source(const Config& cfg) {
   source.tag = SourceTag::kSynthetic;
   const uint64_t seed = cfg.run.seed;
   const int64_t batch = g.batch_size;
-  source.make_producer = [models, prompts, options, batch, seed](Ring& ring, const IndexSequence& indices) {
-    return std::unique_ptr<Producer>(new SyntheticProducer(models, prompts, ring, options, batch, seed, indices));
-  };
+  if (load_models)
+    source.make_producer = [models, prompts, options, batch, seed](Ring& ring, const IndexSequence& indices) {
+      return std::unique_ptr<Producer>(new SyntheticProducer(models, prompts, ring, options, batch, seed, indices));
+    };
   source.describe = [prompts](uint64_t index) { return prompts->at(index).prompt; };
   return source;
 }

@@ -48,7 +48,9 @@ class SyntheticProducer final : public Producer {
 
 // The [generator] + [prompts] source of a config: generator.instances model copies loaded from
 // generator.model_dir (InputError naming the file for missing/corrupt weights), the prompt stream
-// of run.seed, and labels = rows of prompts.class_file.
-ImageSource synthetic_image_source(const Config& cfg);
+// of run.seed, and labels = rows of prompts.class_file. With load_models = false (a trainer rank
+// fed by dedicated generator ranks) no model is loaded: the source names and describes the
+// stream but cannot make producers.
+ImageSource synthetic_image_source(const Config& cfg, bool load_models = true);
 
 }  // namespace synth

@@ -20,6 +20,7 @@
 #include "stream/ledger.hpp"
 #include "stream/ring.hpp"
 #include "stream/shard.hpp"
+#include "sources/remote.hpp"
 #include "train/amp.hpp"
 #include "train/checkpoint.hpp"
 #include "train/optimizer.hpp"
@@ -206,6 +207,8 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
     for (torch::Tensor t : model->parameters()) group->broadcast(t, 0);
     for (torch::Tensor t : model->buffers()) group->broadcast(t, 0);
   }
+  // Dedicated generator ranks start where the (possibly resumed) run stands.
+  if (job.generators() > 0 && job.lead()) job.rendezvous()->set("origin", std::to_string(state.images_seen));
   const uint64_t base_count = ledger.count();
   std::unique_ptr<GradReducer> reducer;
   if (group) reducer = std::make_unique<GradReducer>(model->parameters(), *group, size_t(cfg.dist.bucket_mb) << 20);
@@ -255,7 +258,14 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
     const size_t slot_bytes = size_t(cfg.ring.max_height) * size_t(cfg.ring.max_width) * 3;
     Ring ring(size_t(cfg.ring.slots), slot_bytes);
     const StreamShard shard(state.images_seen, total, batch, job.trainer_rank(), job.trainers());
-    const std::unique_ptr<Producer> producer = source.make_producer(ring, IndexSequence::of(shard));
+    std::unique_ptr<Producer> producer;
+    if (job.generators() > 0) {
+      const FeedPlan plan{job.trainers(), job.generators(), job.trainer_rank(), cfg.generator.batch_size};
+      producer = std::make_unique<RemoteProducer>(*job.world(), ring, shard, plan);
+      log("fed by " + std::to_string(plan.feeders()) + " dedicated generator rank(s)");
+    } else {
+      producer = source.make_producer(ring, IndexSequence::of(shard));
+    }
     OrderedBatcher batcher(ring, shard);
     producer->start();
     if (job.trainers() > 1)
