@@ -187,6 +187,7 @@ int main(int argc, char** argv) {
                    {"exactly_once", s.exactly_once},
                    {"interrupted", s.interrupted},
                    {"seconds", s.seconds},
+                   {"trainer_stall", s.trainer_stall},
                    {"eval_set", s.last_eval.set},
                    {"eval_images", s.last_eval.images},
                    {"top1", s.last_eval.top1},

@@ -375,6 +375,10 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
       loss_steps += 1;
 
       const double elapsed = seconds_since(t_train);
+      // The share of the run the trainer sat waiting for images: the stream's bottleneck measure
+      // (0 when generation keeps up, near 1 when the trainer starves).
+      const RingStats rs = ring.stats();
+      const double trainer_stall = elapsed > 0 ? std::min(1.0, rs.consumer_wait_s / elapsed) : 0.0;
       if (state.step % kMetricsEverySteps == 0 || state.images_seen >= total) {
         metric({{"step", state.step},
                 {"images", state.images_seen},
@@ -382,14 +386,17 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
                 {"lr", lr},
                 {"images_per_s", progress.rate(state.images_seen, elapsed)},
                 {"ring_occupancy", ring.ready_count()},
-                {"ring_slots", ring.slots()}});
+                {"ring_slots", ring.slots()},
+                {"trainer_stall", trainer_stall},
+                {"producer_wait_s", rs.producer_wait_s}});
         loss_sum = 0;
         loss_steps = 0;
       }
       if (progress.due(elapsed)) {
-        char tail[128];
-        std::snprintf(tail, sizeof tail, ", step %lld/%lld, loss %.4f, lr %.4g, ring %zu/%zu", (long long)state.step,
-                      (long long)total_steps, loss_value, lr, ring.ready_count(), ring.slots());
+        char tail[160];
+        std::snprintf(tail, sizeof tail, ", step %lld/%lld, loss %.4f, lr %.4g, ring %zu/%zu, trainer stalled %.0f%%",
+                      (long long)state.step, (long long)total_steps, loss_value, lr, ring.ready_count(), ring.slots(),
+                      100 * trainer_stall);
         log(progress.line(state.images_seen, elapsed) + tail);
       }
       const bool last = state.images_seen >= total;
@@ -411,6 +418,7 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
       if (state.images_seen < total)
         throw Error("the stream ended at image " + std::to_string(state.images_seen) + " of " + std::to_string(total));
       const RingStats rs = ring.stats();
+      summary.trainer_stall = summary.seconds > 0 ? std::min(1.0, rs.consumer_wait_s / summary.seconds) : 0.0;
       log("ring: trainer waited " + format_duration(rs.consumer_wait_s) + " for images, producers waited " +
           format_duration(rs.producer_wait_s) + " for free slots" +
           (producer->skipped() ? ", " + std::to_string(producer->skipped()) + " corrupt items skipped" : ""));

@@ -46,6 +46,7 @@ struct TrainSummary {
   bool interrupted = false;   // stopped by hooks.stop_requested; --resume continues
   EvalResult last_eval;
   double seconds = 0;
+  double trainer_stall = 0;   // share of `seconds` the trainer waited for images (this rank)
 };
 
 // Throws InputError naming the key when cfg asks for something this trainer cannot do (yet), so
