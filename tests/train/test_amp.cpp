@@ -100,3 +100,14 @@ TEST_CASE("amp: a bf16 run on the CPU learns Fashion-MNIST (real test images)") 
   MESSAGE("bf16 autocast, 3,840 images: top-1 " << 100 * s.last_eval.top1 << "% on 1,000 test images (chance 10%)");
   CHECK(s.last_eval.top1 > 0.4);  // measured 53.5%; the untrained network is below 30%
 }
+
+TEST_CASE("amp: fp16 on the CPU is refused up front, naming the key") {
+  synth::Config c;
+  c.source_file = "run.toml";
+  c.train.precision = "fp16";
+  c.train.device = "cpu";
+  CHECK_THROWS_WITH_AS(synth::check_trainable(c), doctest::Contains("run.toml: train.precision = \"fp16\" needs train.device"),
+                       synth::InputError);
+  c.train.precision = "bf16";
+  CHECK_NOTHROW(synth::check_trainable(c));
+}
