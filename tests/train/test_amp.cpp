@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "eval/evaluator.hpp"
 #include "scratch_dir.hpp"
+#include "tiny_fmnist.hpp"
 #include "sources/dataset.hpp"
 #include "sources/producer.hpp"
 #include "train/amp.hpp"
@@ -67,27 +68,9 @@ TEST_CASE("amp: the loss scaler scales, unscales, skips overflowing steps and gr
 }
 
 TEST_CASE("amp: a bf16 run on the CPU learns Fashion-MNIST (real test images)") {
-  synth::Config c;
-  c.source_file = "test";
-  c.data.train_path = c.eval.path = "/usr/share/datasets/fashion-mnist";
+  synth::Config c = synth::test::tiny_fmnist_config(3840, 128);
   c.data.limit = 5000;
-  c.ring.slots = 256;
-  c.ring.max_height = c.ring.max_width = 28;
-  c.augment.crop_size = 28;
-  c.augment.scale_min = 0.5;
-  c.augment.mean = {0.286, 0.286, 0.286};
-  c.augment.std = {0.353, 0.353, 0.353};
-  c.model.arch = "resnet18";
-  c.model.width = 0.25;
-  c.model.num_classes = 10;
-  c.optim.lr = 0.2;
-  c.optim.weight_decay = 5e-4;
-  c.optim.warmup_fraction = 0.05;
-  c.train.batch_size = 128;
-  c.train.total_images = 3840;
   c.eval.limit = 1000;
-  c.eval.batch_size = 500;
-  c.eval.resize = c.eval.crop = 28;
   c.train.precision = "bf16";
   const auto data = synth::open_train_dataset(c);
   synth::test::ScratchDir dir;

@@ -20,6 +20,7 @@
 #include "config/config.hpp"
 #include "dist/job.hpp"
 #include "scratch_dir.hpp"
+#include "tiny_fmnist.hpp"
 #include "sources/dataset.hpp"
 #include "sources/producer.hpp"
 #include "train/checkpoint.hpp"
@@ -32,26 +33,9 @@ using namespace std::chrono_literals;
 namespace {
 
 synth::Config dp_config() {
-  synth::Config c;
-  c.source_file = "test";
-  c.data.source = "fmnist";
-  c.data.train_path = "/usr/share/datasets/fashion-mnist";
+  synth::Config c = synth::test::tiny_fmnist_config(1536, 128);
   c.data.limit = 2000;
   c.data.decode_threads = 1;
-  c.ring.slots = 256;
-  c.ring.max_height = c.ring.max_width = 28;
-  c.augment.crop_size = 28;
-  c.augment.scale_min = 0.5;
-  c.augment.mean = {0.286, 0.286, 0.286};
-  c.augment.std = {0.353, 0.353, 0.353};
-  c.model.arch = "resnet18";
-  c.model.width = 0.25;
-  c.model.num_classes = 10;
-  c.optim.lr = 0.2;
-  c.optim.weight_decay = 5e-4;
-  c.optim.warmup_fraction = 0.2;
-  c.train.batch_size = 128;
-  c.train.total_images = 1536;
   c.train.threads = 1;
   c.train.keep_checkpoints = 5;
   c.eval.source = "none";

@@ -13,6 +13,7 @@
 #include "sources/producer.hpp"
 #include "stream/ledger.hpp"
 #include "scratch_dir.hpp"
+#include "tiny_fmnist.hpp"
 #include "train/checkpoint.hpp"
 #include "train/optimizer.hpp"
 #include "train/resnet.hpp"
@@ -22,36 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kFmnist = "/usr/share/datasets/fashion-mnist";
-
-// configs/smoke.toml's settings, shortened.
-synth::Config tiny_config(int64_t total_images, int64_t batch) {
-  synth::Config c;
-  c.source_file = "test";
-  c.data.source = "fmnist";
-  c.data.train_path = kFmnist;
-  c.data.decode_threads = 2;
-  c.ring.slots = int(batch * 2);
-  c.ring.max_height = c.ring.max_width = 28;
-  c.augment.crop_size = 28;
-  c.augment.scale_min = 0.5;
-  c.augment.mean = {0.286, 0.286, 0.286};
-  c.augment.std = {0.353, 0.353, 0.353};
-  c.model.arch = "resnet18";
-  c.model.width = 0.25;
-  c.model.num_classes = 10;
-  c.optim.lr = 0.2;
-  c.optim.weight_decay = 5e-4;
-  c.optim.warmup_fraction = 0.05;
-  c.train.batch_size = batch;
-  c.train.total_images = total_images;
-  c.eval.source = "fmnist";
-  c.eval.path = kFmnist;
-  c.eval.limit = 2000;
-  c.eval.batch_size = 500;
-  c.eval.resize = c.eval.crop = 28;
-  return c;
-}
+synth::Config tiny_config(int64_t total_images, int64_t batch) { return synth::test::tiny_fmnist_config(total_images, batch); }
 
 struct Loaded {
   synth::ResNet model{nullptr};
