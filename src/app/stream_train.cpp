@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
     if (!job->trainer()) return generator(cfg, source, *job);
     if (!job->lead()) return follower(cfg, source, resume, *job);
     std::unique_ptr<synth::Evaluator> evaluator;
-    if (cfg.eval.source != "none") evaluator = std::make_unique<synth::Evaluator>(cfg);
+    if (synth::has_eval_sets(cfg)) evaluator = std::make_unique<synth::Evaluator>(cfg);
     std::optional<synth::RunDir> opened;
     try {
       opened = synth::open_run_dir(cfg, resume);

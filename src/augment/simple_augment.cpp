@@ -134,6 +134,13 @@ torch::Tensor simple_augment_batch(const AugmentConfig& cfg, uint64_t seed, cons
 
 torch::Tensor eval_preprocess(const ImageView& image, int resize, int crop, const std::vector<double>& mean,
                               const std::vector<double>& std) {
+  torch::Tensor out = torch::empty({3, crop, crop}, torch::kFloat32);
+  eval_preprocess_into(image, resize, crop, mean, std, out.data_ptr<float>());
+  return out;
+}
+
+void eval_preprocess_into(const ImageView& image, int resize, int crop, const std::vector<double>& mean,
+                          const std::vector<double>& std, float* out) {
   check_view(image);
   if (crop > resize) throw InputError("eval.crop must be <= eval.resize");
   // Resize the shorter side to `resize` then centre-crop `crop`: equivalently, resample the source
@@ -148,9 +155,7 @@ torch::Tensor eval_preprocess(const ImageView& image, int resize, int crop, cons
   box.width = std::max(1, std::min(image.width, int(std::nearbyint(cw / factor))));
   box.top = (image.height - box.height) / 2;
   box.left = (image.width - box.width) / 2;
-  torch::Tensor out = torch::empty({3, crop, crop}, torch::kFloat32);
-  resize_normalize(image, box, crop, crop, false, mean, std, out.data_ptr<float>());
-  return out;
+  resize_normalize(image, box, crop, crop, false, mean, std, out);
 }
 
 }  // namespace synth

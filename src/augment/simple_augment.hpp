@@ -51,9 +51,18 @@ void resize_normalize(const ImageView& src, const CropBox& box, int out_h, int o
 // The training batch: N x 3 x crop_size x crop_size float (one crop per image).
 torch::Tensor simple_augment_batch(const AugmentConfig& cfg, uint64_t seed, const std::vector<ImageView>& images);
 
-// Evaluation: resize the shorter side to `resize` (aspect kept), centre crop `crop` x `crop`,
-// normalize. Returns 3 x crop x crop.
+// Evaluation (torchvision's Resize(resize) + CenterCrop(crop) + Normalize on PIL images): resize
+// the shorter side to `resize` (aspect kept), centre crop `crop` x `crop`,
+// normalize. The filter is the antialiased bilinear (triangle) filter described above, i.e. PIL's
+// BILINEAR resize that torchvision applies to PIL images (antialias on). It is computed in one pass
+// from the source box that maps onto the crop window, so it can differ from resizing the whole
+// image and then cropping by the rounding of that box (under a source pixel). Returns
+// 3 x crop x crop.
 torch::Tensor eval_preprocess(const ImageView& image, int resize, int crop, const std::vector<double>& mean,
                               const std::vector<double>& std);
+// The same, written to out (3 * crop * crop floats, CHW) without any LibTorch call, for decoder
+// threads outside LibTorch's thread pool.
+void eval_preprocess_into(const ImageView& image, int resize, int crop, const std::vector<double>& mean,
+                          const std::vector<double>& std, float* out);
 
 }  // namespace synth

@@ -22,6 +22,7 @@
 #include <tuple>
 #include <variant>
 
+#include "config/eval_sets.hpp"
 #include "config/load.hpp"
 #include "core/error.hpp"
 
@@ -134,11 +135,15 @@ const std::vector<Binding>& bindings() {
 
       SYNTH_BIND(eval.source, one_of({"fmnist", "image_folder", "none"}), "held-out real images (none = no evaluation)"),
       SYNTH_BIND(eval.path, any_value(), "IDX folder (t10k split) or ImageFolder root of the eval set"),
+      SYNTH_BIND(eval.sets, any_value(), "more sets, each \"NAME=PATH[,option=value]...\" (docs/EVALUATION.md)"),
       SYNTH_BIND(eval.every_images, between(0, 1e15), "evaluation period in trained images (0 = only at the end)"),
-      SYNTH_BIND(eval.limit, between(0, 1e15), "evaluate only the first N images (0 = all)"),
+      SYNTH_BIND(eval.limit, between(0, 1e15), "evaluate only the first N images of each set (0 = all)"),
       SYNTH_BIND(eval.batch_size, between(1, 1 << 16), "images per evaluation batch"),
       SYNTH_BIND(eval.resize, between(1, 4096), "shorter side after resizing, before the centre crop, pixels"),
       SYNTH_BIND(eval.crop, between(1, 4096), "side of the centre crop, pixels"),
+      SYNTH_BIND(eval.on_corrupt, one_of({"error", "skip"}), "unreadable image: stop naming it, or count and skip it"),
+      SYNTH_BIND(eval.decode_threads, between(1, 256), "threads decoding and preprocessing evaluation images"),
+      SYNTH_BIND(eval.cache_mb, between(0, 1 << 24), "MiB of preprocessed evaluation images kept between evaluations"),
 
       SYNTH_BIND(prompts.class_file, non_empty(), "class file (TSV: id, name, hypernyms, definition)"),
       SYNTH_BIND(prompts.scene_file, non_empty(), "Places365 scene list for the 'inside b' template"),
@@ -533,6 +538,11 @@ void validate(const Config& c, const Locations& loc, const std::string& file) {
     require(!c.eval.path.empty(), "eval.path", "eval.path is empty (eval.source = " + toml_string(c.eval.source) + ")");
     require(fs::is_directory(c.eval.path, ec), "eval.path",
             "eval.path: '" + c.eval.path + "' does not exist or is not a directory");
+  }
+  try {
+    check_eval_sets(c);
+  } catch (const InputError& e) {
+    fail(where("eval.sets"), std::string("eval.sets: ") + e.what());
   }
 }
 

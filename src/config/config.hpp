@@ -97,15 +97,38 @@ struct TrainConfig {
   int keep_checkpoints = 2;
 };
 
+// One evaluation set: an entry of eval.sets, or the single eval.source/eval.path set. Entries are
+// written "NAME=PATH[,option=value]..." (one syntax for the config and `stream-eval --eval`), kept
+// as text in EvalConfig::sets so the flat key table binds them, and turned into this struct by
+// eval_sets() (config/eval_sets.hpp), which load_config already ran once to validate them.
+struct EvalSetConfig {
+  std::string name;                  // row name in results and metrics
+  std::string path;                  // IDX folder (layout idx) or ImageFolder root
+  // How folders name classes: wnid (WordNet id, looked up in the class file) | index (position in
+  // index_ids) | sorted (sorted folder names are labels 0..n-1) | idx (Fashion-MNIST t10k split).
+  std::string layout = "wnid";
+  std::string index_ids;             // layout index: id list, line k names folder "k" ("" = the class file's order)
+  // complete: logits over all classes, every class of the class file must have a folder;
+  // partial: the same without the folder check; present: logits restricted to the classes that
+  // have a folder (ImageNet-R, ImageNet-A: 200 of the 1000 classes).
+  std::string classes = "complete";
+  std::string unknown = "error";     // folder whose id is not in the class file: error | skip (counted)
+  int64_t limit = 0;                 // first N images in sorted file order (0 = eval.limit)
+};
+
 // [eval]: periodic top-1/top-5 on real held-out images.
 struct EvalConfig {
   std::string source = "fmnist";     // fmnist | image_folder | none (no evaluation; eval.path unused)
   std::string path = "/usr/share/datasets/fashion-mnist";
+  std::vector<std::string> sets;     // more sets, "NAME=PATH[,option=value]..." (EvalSetConfig)
   int64_t every_images = 0;          // 0 = only at the end
   int64_t limit = 0;                 // 0 = whole set
   int64_t batch_size = 256;
   int resize = 256;                  // shorter side before centre crop (ImageFolder sets)
   int crop = 224;
+  std::string on_corrupt = "error";  // unreadable image: "error" stops naming it; "skip" counts it in the result
+  int decode_threads = 4;            // threads decoding and preprocessing evaluation images
+  int64_t cache_mb = 1024;           // MiB of decoded sets kept between evaluations: each that still fits, in order
 };
 
 // [prompts]: the prompt stream of synthetic runs (the paper's six templates, Sariyildiz et al.

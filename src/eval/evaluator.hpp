@@ -1,8 +1,17 @@
-// Top-1/top-5 accuracy of a classifier on a real held-out set (eval.source/eval.path): each image
-// resized (shorter side eval.resize), centre-cropped (eval.crop) and normalized with augment.mean/
-// augment.std, as torchvision's standard ImageNet evaluation transform. Small sets (<= 1 GiB as
-// float tensors, e.g. Fashion-MNIST's 10k test images) are decoded once and kept; larger ones are
-// decoded batch by batch at every evaluation.
+// Top-1/top-5 accuracy of a classifier on real held-out sets: the eval.source/eval.path set and
+// every eval.sets entry (config/eval_sets.hpp, eval/eval_set.hpp), one result per set in that
+// order. Each image is resized (shorter side eval.resize), centre-cropped (eval.crop) and
+// normalized with augment.mean/augment.std, as torchvision's standard ImageNet evaluation
+// transform (eval_preprocess in augment/simple_augment.hpp, antialiased bilinear). Logit r is row
+// r of the class file (eval_class_file); a set with classes = present ranks only the logits of
+// the classes it has (ImageNet-R/-A style), so its top-1 is among those.
+//
+// Small sets (in order, each that still fits eval.cache_mb as float tensors together with the ones
+// before it, e.g. Fashion-MNIST's 10k test images) are decoded once, at construction, and kept; the
+// others are decoded at every evaluation by eval.decode_threads threads, the next batch while the
+// classifier runs on this one.
+// An unreadable image is an InputError naming the file, or with eval.on_corrupt = "skip" it is
+// left out and counted in EvalSetReport::corrupt.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -12,28 +21,57 @@
 #include <torch/torch.h>
 
 #include "config/config.hpp"
-#include "sources/dataset.hpp"
+#include "eval/eval_set.hpp"
 #include "train/trainer.hpp"
 
 namespace synth {
 
+class DecodePool;
+
+// What EvalResult says about one set, and what was left out.
+struct EvalSetReport {
+  EvalResult result;                // set, images scored, top-1, top-5
+  int64_t top1_hits = 0, top5_hits = 0;
+  int64_t classes = 0;              // logits ranked: model.num_classes, or the set's classes (present)
+  int64_t corrupt = 0;              // unreadable images skipped (eval.on_corrupt = "skip")
+  std::vector<std::string> corrupt_examples;  // the first few, as "<file>: <decoder message>"
+  int64_t unknown_folders = 0;      // folders skipped for an id outside the class file (unknown=skip)
+  int64_t unknown_images = 0;       // images in them
+};
+
+// True when cfg names at least one evaluation set (eval.source other than "none", or eval.sets).
+bool has_eval_sets(const Config& cfg);
+
 class Evaluator {
  public:
-  // Opens eval.source (InputError naming the path when unusable). Labels beyond the model's
-  // num_classes are an InputError.
+  // Opens every set: InputError naming the set's file or folder when unusable (see
+  // open_eval_set), for no set at all, and for labels beyond model.num_classes. Cached sets are
+  // decoded here, so their unreadable images fail here.
   explicit Evaluator(const Config& cfg);
+  // One EvalResult per set (the trainer's interface, TrainHooks::evaluate).
   std::vector<EvalResult> operator()(const Classifier& classify) const;
-  int64_t size() const { return dataset_->size(); }
-  const std::string& name() const { return name_; }
+  // The same with hit counts and skips.
+  std::vector<EvalSetReport> evaluate(const Classifier& classify) const;
+  int64_t size() const;  // images over all sets, unreadable ones included
+  size_t set_count() const { return sets_.size(); }
 
  private:
-  torch::Tensor batch(int64_t begin, int64_t end) const;  // preprocessed images [begin, end)
+  struct Set {
+    OpenedEvalSet opened;
+    torch::Tensor scored;   // int64 logits ranked (classes = present); undefined = all
+    torch::Tensor targets;  // int64 per image: its class as a position among `scored`, or its logit row
+    torch::Tensor cached;   // preprocessed readable images, or undefined when decoded per call
+    torch::Tensor cached_targets;
+    int64_t cached_corrupt = 0;
+    std::vector<std::string> cached_examples;
+  };
+  struct Batch;
+
+  Batch decode(const Set& set, int64_t begin, int64_t end, DecodePool& pool) const;
+  EvalSetReport evaluate_set(const Set& set, const Classifier& classify, DecodePool& pool) const;
 
   Config cfg_;
-  std::unique_ptr<Dataset> dataset_;
-  std::string name_;
-  torch::Tensor labels_;  // int64, all items
-  torch::Tensor cached_;  // all preprocessed images, or undefined when too large
+  std::vector<Set> sets_;
 };
 
 // Counts of correct top-1 and top-5 predictions of logits (N x C) for labels (N).

@@ -243,6 +243,81 @@ int png_write_c(FILE* file, const uint8_t* pixels, int h, int w, int channels, c
   return 0;
 }
 
+// Encodes 8-bit RGB or gray rows into `file` as a baseline JPEG. Returns 0 on success, 1 on an
+// encoder error (message in errbuf).
+int jpeg_write_c(FILE* file, const uint8_t* pixels, int h, int w, int channels, int quality, char* errbuf) {
+  jpeg_compress_struct cinfo;
+  JpegErr err;
+  std::memset(&cinfo, 0, sizeof cinfo);
+  err.message[0] = '\0';
+  cinfo.err = jpeg_std_error(&err.pub);
+  err.pub.error_exit = jpeg_error_exit_cb;
+  if (setjmp(err.jump)) {
+    std::snprintf(errbuf, kErrLen, "%s", err.message[0] ? err.message : "JPEG encoder error");
+    jpeg_destroy_compress(&cinfo);
+    return 1;
+  }
+  jpeg_create_compress(&cinfo);
+  jpeg_stdio_dest(&cinfo, file);
+  cinfo.image_width = JDIMENSION(w);
+  cinfo.image_height = JDIMENSION(h);
+  cinfo.input_components = channels;
+  cinfo.in_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, quality, TRUE);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    // libjpeg's row type is non-const; it only reads the rows it is given.
+    JSAMPROW row = const_cast<uint8_t*>(pixels + size_t(cinfo.next_scanline) * size_t(w) * size_t(channels));
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  return 0;
+}
+
+void check_writable(const std::string& path, const ImageU8& image, const char* who) {
+  if (image.channels != 1 && image.channels != 3)
+    throw Error(path + ": " + who + " supports 1 or 3 channels, got " + std::to_string(image.channels));
+  if (image.height <= 0 || image.width <= 0 || image.pixels.size() != image.bytes())
+    throw Error(path + ": " + who + " got an inconsistent image (" + std::to_string(image.height) + "x" +
+                std::to_string(image.width) + "x" + std::to_string(image.channels) + ", " +
+                std::to_string(image.pixels.size()) + " bytes)");
+}
+
+// Runs encode(file, errbuf) (0 = success) on a temp file in the same directory, then fsync and
+// rename, so rename() is atomic on the same file system: readers see either the old file or the
+// complete new one, never a half-written image.
+template <typename Encode>
+void write_atomically(const std::string& path, const char* kind, const Encode& encode) {
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
+  FILE* file = std::fopen(tmp.c_str(), "wb");
+  if (file == nullptr) throw Error(path + ": cannot create temporary file " + tmp + ": " + std::strerror(errno));
+  char err[kErrLen] = {0};
+  int rc = encode(file, err);
+  if (rc == 0 && std::fflush(file) != 0) {
+    rc = 1;
+    std::snprintf(err, kErrLen, "flush failed: %s", std::strerror(errno));
+  }
+  if (rc == 0 && ::fsync(::fileno(file)) != 0) {
+    rc = 1;
+    std::snprintf(err, kErrLen, "fsync failed: %s", std::strerror(errno));
+  }
+  if (std::fclose(file) != 0 && rc == 0) {
+    rc = 1;
+    std::snprintf(err, kErrLen, "close failed: %s", std::strerror(errno));
+  }
+  if (rc == 0 && std::rename(tmp.c_str(), path.c_str()) != 0) {
+    rc = 1;
+    std::snprintf(err, kErrLen, "rename failed: %s", std::strerror(errno));
+  }
+  if (rc != 0) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": cannot write " + kind + ": " + err);
+  }
+}
+
 using DecodeFn = int (*)(const uint8_t*, size_t, uint8_t*, int*, int*, char*);
 
 ImageU8 decode_with(DecodeFn fn, const char* kind, const uint8_t* data, size_t size, const std::string& name) {
@@ -285,40 +360,18 @@ ImageU8 decode_image_file(const std::string& path) {
 }
 
 void write_png(const std::string& path, const ImageU8& image) {
-  if (image.channels != 1 && image.channels != 3)
-    throw Error(path + ": write_png supports 1 or 3 channels, got " + std::to_string(image.channels));
-  if (image.height <= 0 || image.width <= 0 || image.pixels.size() != image.bytes())
-    throw Error(path + ": write_png got an inconsistent image (" + std::to_string(image.height) + "x" +
-                std::to_string(image.width) + "x" + std::to_string(image.channels) + ", " +
-                std::to_string(image.pixels.size()) + " bytes)");
-  // Temp file in the same directory so rename() is atomic on the same file system; readers see
-  // either the old file or the complete new one.
-  static std::atomic<uint64_t> counter{0};
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
-  FILE* file = std::fopen(tmp.c_str(), "wb");
-  if (file == nullptr) throw Error(path + ": cannot create temporary file " + tmp + ": " + std::strerror(errno));
-  char err[kErrLen] = {0};
-  int rc = png_write_c(file, image.pixels.data(), image.height, image.width, image.channels, err);
-  if (rc == 0 && std::fflush(file) != 0) {
-    rc = 1;
-    std::snprintf(err, kErrLen, "flush failed: %s", std::strerror(errno));
-  }
-  if (rc == 0 && ::fsync(::fileno(file)) != 0) {
-    rc = 1;
-    std::snprintf(err, kErrLen, "fsync failed: %s", std::strerror(errno));
-  }
-  if (std::fclose(file) != 0 && rc == 0) {
-    rc = 1;
-    std::snprintf(err, kErrLen, "close failed: %s", std::strerror(errno));
-  }
-  if (rc == 0 && std::rename(tmp.c_str(), path.c_str()) != 0) {
-    rc = 1;
-    std::snprintf(err, kErrLen, "rename failed: %s", std::strerror(errno));
-  }
-  if (rc != 0) {
-    std::remove(tmp.c_str());
-    throw Error(path + ": cannot write PNG: " + err);
-  }
+  check_writable(path, image, "write_png");
+  write_atomically(path, "PNG", [&](FILE* file, char* err) {
+    return png_write_c(file, image.pixels.data(), image.height, image.width, image.channels, err);
+  });
+}
+
+void write_jpeg(const std::string& path, const ImageU8& image, int quality) {
+  check_writable(path, image, "write_jpeg");
+  if (quality < 1 || quality > 100) throw Error(path + ": write_jpeg quality " + std::to_string(quality) + " outside 1..100");
+  write_atomically(path, "JPEG", [&](FILE* file, char* err) {
+    return jpeg_write_c(file, image.pixels.data(), image.height, image.width, image.channels, quality, err);
+  });
 }
 
 }  // namespace synth

@@ -303,6 +303,20 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   }
 }
 
+std::vector<std::pair<std::string, torch::Tensor>> module_state_dict(const torch::nn::Module& m) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  const auto own = [&](const std::string& prefix, const torch::nn::Module& module) {
+    for (const auto& p : module.named_parameters(/*recurse=*/false))
+      if (p.value().defined()) out.emplace_back(prefix + p.key(), p.value());
+    for (const auto& b : module.named_buffers(/*recurse=*/false))
+      if (b.value().defined()) out.emplace_back(prefix + b.key(), b.value());
+  };
+  own("", m);
+  // named_modules without the root needs no shared_ptr to it, so any module works.
+  for (const auto& child : m.named_modules(/*name_prefix=*/"", /*include_self=*/false)) own(child.key() + ".", *child.value());
+  return out;
+}
+
 void load_module_weights(torch::nn::Module& m, const SafeTensorsFile& f, const std::string& prefix) {
   WeightLoadOptions options;
   options.prefix = prefix;

@@ -66,6 +66,12 @@ class SafeTensorsFile {
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
+// A module's state_dict as PyTorch orders and names it: each module depth first, the root first,
+// children in registration order, with its own parameters then its own buffers under dotted keys
+// ("layer1.0.conv1.weight", "layer1.0.bn1.num_batches_tracked"). Undefined tensors (an absent
+// bias) are left out, as PyTorch leaves out None. The tensors are the module's own (not copies).
+std::vector<std::pair<std::string, torch::Tensor>> module_state_dict(const torch::nn::Module& m);
+
 // Safetensors dtype string <-> torch dtype; unknown -> InputError naming `context`.
 torch::Dtype safetensors_dtype(const std::string& dtype, const std::string& context);
 std::string safetensors_dtype_name(torch::Dtype dtype, const std::string& context);

@@ -43,4 +43,7 @@ struct Config;
 std::unique_ptr<Dataset> open_train_dataset(const Config& cfg);
 std::unique_ptr<Dataset> open_eval_dataset(const Config& cfg);
 
+// The first `limit` items of d (all of them when limit is 0 or at least d's size).
+std::unique_ptr<Dataset> first_items(std::unique_ptr<Dataset> d, int64_t limit);
+
 }  // namespace synth

@@ -46,11 +46,15 @@ std::unique_ptr<Dataset> open(const std::string& source, const std::string& path
   else
     return nullptr;
   if (d->size() == 0) throw InputError("'" + path + "' holds no images");
-  if (limit > 0 && limit < d->size()) d = std::make_unique<Prefix>(std::move(d), limit);
-  return d;
+  return first_items(std::move(d), limit);
 }
 
 }  // namespace
+
+std::unique_ptr<Dataset> first_items(std::unique_ptr<Dataset> d, int64_t limit) {
+  if (limit > 0 && limit < d->size()) d = std::make_unique<Prefix>(std::move(d), limit);
+  return d;
+}
 
 std::unique_ptr<Dataset> open_train_dataset(const Config& cfg) {
   return open(cfg.data.source, cfg.data.train_path, "train", cfg.data.limit, cfg);

@@ -1,10 +1,20 @@
-// Top-1/top-5 counting by hand, and the evaluator over real Fashion-MNIST test images with
-// classifiers whose accuracy is known from the labels alone.
+// Top-1/top-5 counting by hand, the evaluator over real Fashion-MNIST test images with classifiers
+// whose accuracy is known from the labels alone, and over JPEG class-folder trees (several sets,
+// layouts, restriction to the classes present, skips) against an independent computation.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "augment/simple_augment.hpp"
 #include "config/config.hpp"
 #include "core/error.hpp"
 #include "eval/evaluator.hpp"
+#include "io/image.hpp"
+#include "jpeg_tree.hpp"
+#include "scratch_dir.hpp"
 
 TEST_CASE("topk_correct counts top-1 and top-5 hits") {
   // 3 samples x 6 classes; ranks of the true class: 1st, 3rd, 6th.
@@ -57,4 +67,295 @@ TEST_CASE("evaluator on Fashion-MNIST t10k: a constant classifier scores the lab
   CHECK_THROWS_WITH_AS(synth::Evaluator{c}, doctest::Contains("model.num_classes = 4"), synth::InputError);
   c.eval.source = "none";
   CHECK_THROWS_AS(synth::Evaluator{c}, synth::InputError);
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Nearest palette colour of each image's mean (in normalized space), plus a per-class bias.
+// Rows are independent, so the batch an image lands in cannot change its logits.
+struct ColourClassifier {
+  torch::Tensor palette, bias;  // 8 x 3, 8
+  ColourClassifier(const synth::Config& c, torch::Tensor class_bias) : bias(std::move(class_bias)) {
+    palette = torch::empty({8, 3});
+    for (int k = 0; k < 8; ++k)
+      for (int ch = 0; ch < 3; ++ch)
+        palette[k][ch] = (synth::test::kPalette[size_t(k)][size_t(ch)] / 255.0 - c.augment.mean[size_t(ch)]) /
+                         c.augment.std[size_t(ch)];
+  }
+  torch::Tensor operator()(const torch::Tensor& x) const {
+    const torch::Tensor m = x.mean({2, 3});
+    return -(m.unsqueeze(1) - palette.unsqueeze(0)).pow(2).sum(2) + bias;
+  }
+};
+
+struct Item {
+  std::string file;
+  int label;
+};
+
+struct Hits {
+  int64_t images = 0, top1 = 0, top5 = 0;
+};
+
+// What the evaluator must report, computed without it: decode each file, the same preprocessing,
+// the classifier, then the rank of the true class among the scored logits (all when empty).
+Hits expected_hits(const synth::Config& c, const std::vector<Item>& items, const ColourClassifier& classify,
+                   const std::vector<int64_t>& scored = {}) {
+  std::vector<torch::Tensor> images;
+  for (const Item& it : items) {
+    const synth::ImageU8 img = synth::decode_image_file(it.file);
+    const synth::ImageView v{img.pixels.data(), img.height, img.width, img.channels, 0};
+    images.push_back(synth::eval_preprocess(v, c.eval.resize, c.eval.crop, c.augment.mean, c.augment.std));
+  }
+  const torch::Tensor logits = classify(torch::stack(images));
+  Hits h;
+  for (size_t i = 0; i < items.size(); ++i) {
+    torch::Tensor row = logits[int64_t(i)];
+    int64_t target = items[i].label;
+    if (!scored.empty()) {
+      row = row.index_select(0, torch::tensor(scored, torch::kInt64));
+      target = std::find(scored.begin(), scored.end(), target) - scored.begin();
+    }
+    const int64_t rank = (row > row[target]).sum().item<int64_t>();
+    ++h.images;
+    h.top1 += rank == 0;
+    h.top5 += rank < 5;
+  }
+  return h;
+}
+
+void check_report(const synth::EvalSetReport& r, const Hits& h) {
+  INFO("set " << r.result.set);
+  CHECK(r.result.images == h.images);
+  CHECK(r.top1_hits == h.top1);
+  CHECK(r.top5_hits == h.top5);
+  CHECK(r.result.top1 == doctest::Approx(double(h.top1) / double(h.images)));
+  CHECK(r.result.top5 == doctest::Approx(double(h.top5) / double(h.images)));
+}
+
+// Eight classes n00000000..n00000007; three trees of JPEG files:
+//   full  every class, images of colours {c, c, c+3}
+//   part  classes 1, 4, 6 only (ImageNet-R style), colours {c, c+1, c}
+//   v2    folders "0".."7" by index into rev.txt (the ids in reverse), colours {c, c+5}
+struct Trees {
+  synth::test::ScratchDir dir{"eval_trees"};
+  std::vector<std::string> ids;
+  std::vector<Item> full, part, v2;
+  fs::path class_file, rev;
+  Trees() {
+    class_file = dir.path / "classes.tsv";
+    ids = synth::test::write_class_file(class_file, 8);
+    for (int c = 0; c < 8; ++c)
+      for (const auto& f : synth::test::write_class_folder(dir.path / "full", ids[size_t(c)], {c, c, (c + 3) % 8}, 100 + 10 * c))
+        full.push_back({f, c});
+    for (int c : {1, 4, 6})
+      for (const auto& f : synth::test::write_class_folder(dir.path / "part", ids[size_t(c)], {c, (c + 1) % 8, c}, 200 + 10 * c))
+        part.push_back({f, c});
+    rev = dir.path / "rev.txt";
+    std::ofstream out(rev);
+    for (int k = 7; k >= 0; --k) out << ids[size_t(k)] << "\n";
+    for (int k = 0; k < 8; ++k) {
+      const int c = 7 - k;
+      for (const auto& f : synth::test::write_class_folder(dir.path / "v2", std::to_string(k), {c, (c + 5) % 8}, 300 + 10 * k))
+        v2.push_back({f, c});
+    }
+  }
+  std::string path(const std::string& tree) const { return (dir.path / tree).string(); }
+  synth::Config config() const {
+    synth::Config c;
+    c.data.class_file = class_file.string();
+    c.model.num_classes = 8;
+    c.eval.source = "none";
+    c.eval.resize = 32;
+    c.eval.crop = 24;
+    c.eval.batch_size = 5;  // uneven batches
+    c.eval.decode_threads = 3;
+    return c;
+  }
+};
+
+std::string input_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const synth::InputError& e) {
+    return e.what();
+  }
+  return "(no InputError)";
+}
+
+}  // namespace
+
+TEST_CASE("evaluator on JPEG trees: top-1/top-5 equal an independent computation, one row per set") {
+  const Trees t;
+  synth::Config c = t.config();
+  c.eval.sets = {"full=" + t.path("full"), "part=" + t.path("part") + ",classes=present",
+                 "part-all=" + t.path("part") + ",classes=partial",
+                 "v2=" + t.path("v2") + ",layout=index,index_ids=" + t.rev.string()};
+  const std::vector<int64_t> present = {1, 4, 6};
+  for (const int64_t cache_mb : {int64_t(1024), int64_t(0)}) {  // decoded once, or at every call
+    CAPTURE(cache_mb);
+    c.eval.cache_mb = cache_mb;
+    const synth::Evaluator eval(c);
+    CHECK(eval.set_count() == 4);
+    CHECK(eval.size() == int64_t(t.full.size() + 2 * t.part.size() + t.v2.size()));
+
+    const ColourClassifier neutral(c, torch::zeros({8}));
+    const auto r = eval.evaluate(neutral);
+    REQUIRE(r.size() == 4);
+    CHECK(r[0].result.set == "full");
+    CHECK(r[1].result.set == "part");
+    CHECK(r[2].result.set == "part-all");
+    CHECK(r[3].result.set == "v2");
+    CHECK(r[0].classes == 8);
+    CHECK(r[1].classes == 3);
+    check_report(r[0], expected_hits(c, t.full, neutral));
+    check_report(r[1], expected_hits(c, t.part, neutral, present));
+    check_report(r[2], expected_hits(c, t.part, neutral));
+    check_report(r[3], expected_hits(c, t.v2, neutral));
+    // The nearest colour is right for the images painted in their class's colour.
+    CHECK(r[0].top1_hits == 16);
+    CHECK(r[3].top1_hits == 8);
+
+    // Class 0 (absent from part) outranks everything: ranking all logits never gets a part image
+    // right, ranking only the classes present does.
+    torch::Tensor bias = torch::zeros({8});
+    bias[0] = 1000;
+    const ColourClassifier biased(c, bias);
+    const auto b = eval.evaluate(biased);
+    check_report(b[1], expected_hits(c, t.part, biased, present));
+    check_report(b[2], expected_hits(c, t.part, biased));
+    CHECK(b[2].top1_hits == 0);
+    CHECK(b[1].top1_hits == 6);
+    CHECK(b[1].top1_hits == r[1].top1_hits);  // restricted: the bias of an absent class is irrelevant
+
+    const auto plain = eval(neutral);  // the trainer's interface
+    REQUIRE(plain.size() == 4);
+    for (size_t i = 0; i < 4; ++i) {
+      CHECK(plain[i].set == r[i].result.set);
+      CHECK(plain[i].top1 == r[i].result.top1);
+      CHECK(plain[i].top5 == r[i].result.top5);
+    }
+  }
+}
+
+TEST_CASE("evaluator: the eval.source set comes first; limits; no set at all is an InputError") {
+  const Trees t;
+  synth::Config c = t.config();
+  c.eval.source = "image_folder";
+  c.eval.path = t.path("full");
+  c.eval.limit = 7;
+  c.eval.sets = {"v2=" + t.path("v2") + ",layout=index,index_ids=" + t.rev.string() + ",limit=3"};
+  const ColourClassifier neutral(c, torch::zeros({8}));
+  const auto r = synth::Evaluator(c).evaluate(neutral);
+  REQUIRE(r.size() == 2);
+  CHECK(r[0].result.set == "full");
+  check_report(r[0], expected_hits(c, std::vector<Item>(t.full.begin(), t.full.begin() + 7), neutral));
+  check_report(r[1], expected_hits(c, std::vector<Item>(t.v2.begin(), t.v2.begin() + 3), neutral));
+
+  c.eval.source = "none";
+  c.eval.sets.clear();
+  CHECK(input_error([&] { synth::Evaluator{c}; }).find("eval.sets is empty") != std::string::npos);
+}
+
+TEST_CASE("evaluator: folders that do not fit the class file are InputErrors naming them, or counted skips") {
+  const Trees t;
+  synth::Config c = t.config();
+  const fs::path root = t.dir.path / "unk";
+  std::vector<Item> known;
+  for (int k : {0, 1})
+    for (const auto& f : synth::test::write_class_folder(root, t.ids[size_t(k)], {k}, 400 + k)) known.push_back({f, k});
+  synth::test::write_class_folder(root, "n99999999", {2, 3}, 410);
+
+  c.eval.sets = {"unk=" + root.string() + ",classes=partial"};
+  std::string e = input_error([&] { synth::Evaluator{c}; });
+  CHECK(e.find((root / "n99999999").string() + ": class folder 'n99999999' is not a class of " + t.class_file.string()) !=
+        std::string::npos);
+  CHECK(e.find("unknown=skip") != std::string::npos);
+
+  c.eval.sets = {"unk=" + root.string() + ",classes=partial,unknown=skip"};
+  const ColourClassifier neutral(c, torch::zeros({8}));
+  const auto r = synth::Evaluator(c).evaluate(neutral);
+  REQUIRE(r.size() == 1);
+  CHECK(r[0].unknown_folders == 1);
+  CHECK(r[0].unknown_images == 2);
+  check_report(r[0], expected_hits(c, known, neutral));
+
+  // A complete set (the default) must have every class of the class file.
+  c.eval.sets = {"part=" + t.path("part")};
+  e = input_error([&] { synth::Evaluator{c}; });
+  CHECK(e.find((t.dir.path / "part" / "n00000000").string() + ": no folder for class n00000000 of " +
+               t.class_file.string() + " (5 of 8 classes missing)") != std::string::npos);
+  CHECK(e.find("classes=partial or classes=present") != std::string::npos);
+  // ... also by index: the missing class's folder name is its position in the index list.
+  const fs::path v2 = t.dir.path / "v2-missing";
+  synth::test::write_class_folder(v2, "0", {7}, 500);
+  c.eval.sets = {"v2=" + v2.string() + ",layout=index"};
+  CHECK(input_error([&] { synth::Evaluator{c}; }).find((v2 / "1").string() + ": no folder for class n00000001") !=
+        std::string::npos);
+
+  // Index folders: not a number, out of range, or two names for one class.
+  for (const std::string& bad : {"x", "8", "-1"}) {
+    const fs::path idx = t.dir.path / ("idx-" + bad);
+    synth::test::write_class_folder(idx, bad, {0}, 600);
+    c.eval.sets = {"idx=" + idx.string() + ",layout=index,classes=partial"};
+    CHECK(input_error([&] { synth::Evaluator{c}; }).find((idx / bad).string() + ": folder name '" + bad +
+                                                           "' is not a class index (0..7, positions in " +
+                                                           t.class_file.string() + ")") != std::string::npos);
+  }
+  const fs::path dup = t.dir.path / "dup";
+  synth::test::write_class_folder(dup, "1", {1}, 700);
+  synth::test::write_class_folder(dup, "01", {1}, 701);
+  c.eval.sets = {"dup=" + dup.string() + ",layout=index,classes=partial"};
+  CHECK(input_error([&] { synth::Evaluator{c}; }).find("folders '01' and '1' both name class n00000001") != std::string::npos);
+
+  // Labels beyond the model's outputs, and ids without a class file.
+  c.eval.sets = {"full=" + t.path("full")};
+  c.model.num_classes = 4;
+  CHECK(input_error([&] { synth::Evaluator{c}; }).find("outside model.num_classes = 4") != std::string::npos);
+  c.model.num_classes = 8;
+  c.data.class_file = "";
+  CHECK(input_error([&] { synth::Evaluator{c}; }).find("need a class file") != std::string::npos);
+  c.eval.sets = {"full=" + t.path("full") + ",layout=sorted"};  // sorted folder names need none
+  const auto sorted = synth::Evaluator(c).evaluate(neutral);
+  check_report(sorted[0], expected_hits(c, t.full, neutral));
+}
+
+TEST_CASE("evaluator: an unreadable image is an InputError naming it, or a counted skip") {
+  const Trees t;
+  synth::Config c = t.config();
+  const fs::path root = t.dir.path / "bad";
+  std::vector<Item> good;
+  for (const auto& f : synth::test::write_class_folder(root, t.ids[2], {2, 2}, 800)) good.push_back({f, 2});
+  const std::string broken = (root / t.ids[5] / "broken.jpg").string();  // sorts before img0.jpg
+  for (const auto& f : synth::test::write_class_folder(root, t.ids[5], {5}, 810)) good.push_back({f, 5});
+  std::ofstream(broken) << "\xff\xd8\xff\xe0 not really a JPEG";
+  c.eval.sets = {"bad=" + root.string() + ",classes=partial"};
+  const ColourClassifier neutral(c, torch::zeros({8}));
+
+  for (const int64_t cache_mb : {int64_t(1024), int64_t(0)}) {
+    CAPTURE(cache_mb);
+    c.eval.cache_mb = cache_mb;
+    c.eval.on_corrupt = "error";
+    std::string e;
+    if (cache_mb > 0) {
+      e = input_error([&] { synth::Evaluator{c}; });  // cached sets are decoded up front
+    } else {
+      const synth::Evaluator eval(c);
+      e = input_error([&] { eval.evaluate(neutral); });
+    }
+    CHECK(e.find(broken + ": corrupt JPEG") != std::string::npos);
+
+    c.eval.on_corrupt = "skip";
+    const synth::Evaluator eval(c);
+    for (int round = 0; round < 2; ++round) {  // a cached set reports its skips at every call
+      const auto r = eval.evaluate(neutral);
+      REQUIRE(r.size() == 1);
+      CHECK(r[0].corrupt == 1);
+      REQUIRE(r[0].corrupt_examples.size() == 1);
+      CHECK(r[0].corrupt_examples[0].find(broken) == 0);
+      check_report(r[0], expected_hits(c, good, neutral));
+    }
+  }
 }

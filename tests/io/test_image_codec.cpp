@@ -152,6 +152,39 @@ TEST_CASE("png: RGB and gray round trips are exact; write is atomic") {
   CHECK_THROWS_AS(synth::write_png(dir.file("bad.png"), bad), synth::Error);
 }
 
+TEST_CASE("jpeg: write_jpeg writes libjpeg's own encoding, atomically; it decodes close to the source") {
+  TempDir dir;
+  const ImageU8 rgb = test_image(37, 53, 3, 11);
+  const std::string path = dir.file("rgb.jpg");
+  synth::write_jpeg(path, rgb, 95);
+  // The same settings through libjpeg's memory destination give the same bytes.
+  CHECK(read_bytes(path) == encode_jpeg(rgb, 95));
+  const ImageU8 back = synth::decode_image_file(path);
+  REQUIRE(back.height == 37);
+  REQUIRE(back.width == 53);
+  CHECK(mean_abs_diff(rgb, back) < 3.0);
+  // A lower quality is a different, smaller file.
+  synth::write_jpeg(path, rgb, 30);
+  CHECK(read_bytes(path) == encode_jpeg(rgb, 30));
+  CHECK(read_bytes(path).size() < encode_jpeg(rgb, 95).size());
+  CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
+
+  const ImageU8 gray = test_image(20, 24, 1, 12);
+  synth::write_jpeg(dir.file("gray.jpg"), gray, 95);
+  CHECK(read_bytes(dir.file("gray.jpg")) == encode_jpeg(gray, 95));
+  const ImageU8 g = synth::decode_image_file(dir.file("gray.jpg"));
+  REQUIRE(g.channels == 3);
+  CHECK(g.pixels[0] == g.pixels[2]);
+
+  CHECK_THROWS_AS(synth::write_jpeg(dir.file("nodir/x.jpg"), rgb), synth::Error);
+  CHECK_THROWS_AS(synth::write_jpeg(dir.file("q.jpg"), rgb, 0), synth::Error);
+  ImageU8 bad = rgb;
+  bad.channels = 4;
+  CHECK_THROWS_AS(synth::write_jpeg(dir.file("bad.jpg"), bad), synth::Error);
+  CHECK(!fs::exists(dir.file("q.jpg")));
+  CHECK(!fs::exists(dir.file("bad.jpg")));
+}
+
 TEST_CASE("png: 16-bit RGBA is reduced to 8-bit RGB with alpha dropped") {
   TempDir dir;
   const std::string path = dir.file("rgba16.png");

@@ -205,3 +205,49 @@ TEST_CASE("safetensors rejects corrupt files with an InputError naming the file 
     CHECK_FALSE(fs::exists(p));
   }
 }
+
+namespace {
+
+// root.scale (parameter), root.step (buffer), then body = Sequential(Linear without bias, BatchNorm1d).
+struct TinyNet : torch::nn::Module {
+  TinyNet() {
+    scale = register_parameter("scale", torch::randn({2}));
+    step = register_buffer("step", torch::zeros({}, torch::kLong));
+    body = register_module("body", torch::nn::Sequential(torch::nn::Linear(torch::nn::LinearOptions(3, 4).bias(false)),
+                                                        torch::nn::BatchNorm1d(4)));
+  }
+  torch::Tensor scale, step;
+  torch::nn::Sequential body{nullptr};
+};
+
+}  // namespace
+
+TEST_CASE("module_state_dict: PyTorch's keys and order; saved and loaded back bitwise") {
+  TempDir tmp;
+  torch::manual_seed(3);
+  TinyNet a;
+  a.step.fill_(7);
+  a.body->ptr(1)->named_buffers()["running_mean"].uniform_();
+  const auto state = synth::module_state_dict(a);
+  std::vector<std::string> keys;
+  for (const auto& [k, t] : state) keys.push_back(k);
+  // torch.nn.Module.state_dict order: own parameters, own buffers, then each child in turn.
+  CHECK(keys == std::vector<std::string>{"scale", "step", "body.0.weight", "body.1.weight", "body.1.bias",
+                                         "body.1.running_mean", "body.1.running_var", "body.1.num_batches_tracked"});
+  CHECK((state[1].second.scalar_type() == torch::kLong));
+  CHECK(state[0].second.data_ptr() == a.scale.data_ptr());  // the module's own tensors
+
+  synth::save_safetensors(tmp.file("tiny.safetensors"), state);
+  torch::manual_seed(4);
+  TinyNet b;
+  CHECK(!torch::equal(b.scale, a.scale));
+  synth::load_module_weights(b, SafeTensorsFile::open(tmp.file("tiny.safetensors")));
+  const auto loaded = synth::module_state_dict(b);
+  REQUIRE(loaded.size() == state.size());
+  for (size_t i = 0; i < state.size(); ++i) {
+    INFO(state[i].first);
+    CHECK(loaded[i].first == state[i].first);
+    CHECK((loaded[i].second.scalar_type() == state[i].second.scalar_type()));
+    CHECK(torch::equal(loaded[i].second, state[i].second));
+  }
+}
