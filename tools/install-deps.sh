@@ -10,4 +10,5 @@ $SUDO apt-get install -y -q --no-install-recommends \
   libtorch-dev libgloo-dev libtomlplusplus-dev libboost-dev libspdlog-dev libfmt-dev doctest-dev \
   nlohmann-json3-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev \
   dataset-fashion-mnist wordnet-base \
-  libopenblas0-pthread
+  libopenblas0-pthread \
+  python3-torchvision

@@ -23,7 +23,7 @@ constexpr const char* kUsage =
     "architecture, width and class count come from the checkpoint; with --config they must match\n"
     "its [model] section.\n"
     "  --dump-logits FILE  also write FILE (safetensors): \"input\", N seeded N(0,1) images of 3 x S x S,\n"
-    "                      and \"logits\", the model's eval-mode output on them (bench/check_export.py)\n"
+    "                      and \"logits\", the model's eval-mode output on them (tools/check_export.py)\n"
     "  --images N          images in the dump (default 4)\n"
     "  --size S            their side in pixels (default 224)\n"
     "  --help              this text\n"

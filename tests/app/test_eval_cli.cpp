@@ -105,14 +105,17 @@ struct Item {
 
 constexpr int kResize = 32, kCrop = 24;
 
-// An eighth-width ResNet-18 for 8 classes with random weights, non-trivial batch-norm statistics,
-// and class 0 always first (a large fc bias), saved as a checkpoint of 1234 images.
+// A ResNet with random weights and non-trivial batch-norm statistics and affine parameters (so a
+// swapped key would show in the logits), saved as a checkpoint of 1234 images. The default is the
+// eighth-width ResNet-18 for 8 classes of the stream-eval tests, with class 0 always first (a large
+// fc bias).
 struct Checkpoint {
   fs::path file;
   synth::ResNet model{nullptr};
-  explicit Checkpoint(const fs::path& dir) {
+  explicit Checkpoint(const fs::path& dir, const synth::ResNetSpec& spec = {"resnet18", 0.125, 8},
+                      bool class0_first = true) {
     torch::manual_seed(5);
-    model = synth::ResNet(synth::ResNetSpec{"resnet18", 0.125, 8});
+    model = synth::ResNet(spec);
     {
       torch::NoGradGuard no_grad;
       for (auto& b : model->named_buffers()) {
@@ -120,14 +123,19 @@ struct Checkpoint {
         if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.5, 1.5);
         if (b.key().find("num_batches_tracked") != std::string::npos) b.value().fill_(3);
       }
-      model->named_parameters()["fc.bias"][0] += 1000;
+      for (auto& p : model->named_parameters()) {
+        if (p.key().find("bn") == std::string::npos && p.key().find("downsample.1") == std::string::npos) continue;
+        if (p.key().find(".weight") != std::string::npos) p.value().uniform_(0.5, 1.5);
+        if (p.key().find(".bias") != std::string::npos) p.value().uniform_(-0.2, 0.2);
+      }
+      if (class0_first) model->named_parameters()["fc.bias"][0] += 1000;
     }
     model->eval();
     auto opt = synth::make_sgd(*model, synth::OptimConfig{});
     synth::TrainState st;
-    st.arch = "resnet18";
-    st.width = 0.125;
-    st.num_classes = 8;
+    st.arch = spec.arch;
+    st.width = spec.width;
+    st.num_classes = spec.num_classes;
     st.images_seen = 1234;
     st.step = 10;
     file = synth::save_checkpoint(dir, st, *model, *opt, 1);
@@ -394,3 +402,34 @@ TEST_CASE("stream-export: the safetensors file is the model's state_dict under t
                   {"--checkpoint: '/nonexistent/c.pt' does not exist"});
   CHECK(!fs::exists(out_dir / "x.safetensors"));
 }
+
+#ifdef SYNTH_TORCHVISION_PYTHON
+// The export's purpose, checked with the reference itself: torchvision's resnet50 (Debian's
+// python3-torchvision) takes the file with a strict load_state_dict and, in fp32 eval mode, gives
+// the logits LibTorch gave on the dumped input (tools/check_export.py, |difference| <= 1e-3).
+TEST_CASE("stream-export: torchvision loads the export of a ResNet-50 and gives the same logits") {
+  synth::test::ScratchDir dir("eval_cli_torchvision");
+  const Checkpoint ckpt(dir.path / "checkpoints", synth::ResNetSpec{"resnet50", 1.0, 1000}, false);
+  const std::string model_file = (dir.path / "model.safetensors").string();
+  const std::string ref_file = (dir.path / "ref.safetensors").string();
+  const Result exported = run(STREAM_EXPORT_EXE, {"--checkpoint", ckpt.file.string(), "--out", model_file,
+                                                  "--dump-logits", ref_file, "--images", "4", "--size", "224"});
+  INFO("stream-export stderr: " << exported.err);
+  REQUIRE(exported.code == 0);
+
+  const Result same = run(SYNTH_TORCHVISION_PYTHON, {SYNTH_CHECK_EXPORT_PY, model_file, ref_file});
+  MESSAGE(same.out);
+  INFO("check_export stderr: " << same.err);
+  CHECK(same.code == 0);
+  CHECK(same.out.find("resnet50 (25557032 parameters), 1000 classes") != std::string::npos);
+  CHECK(same.out.find("same top-1 for all 4 images: True") != std::string::npos);
+
+  // The check can fail: logits moved by 0.01 are refused.
+  const synth::SafeTensorsFile ref = synth::SafeTensorsFile::open(ref_file);
+  const std::string moved_file = (dir.path / "moved.safetensors").string();
+  synth::save_safetensors(moved_file, {{"input", ref.tensor("input")}, {"logits", ref.tensor("logits") + 0.01}}, {});
+  const Result moved = run(SYNTH_TORCHVISION_PYTHON, {SYNTH_CHECK_EXPORT_PY, model_file, moved_file});
+  INFO("check_export stdout: " << moved.out << " stderr: " << moved.err);
+  CHECK(moved.code == 1);
+}
+#endif
