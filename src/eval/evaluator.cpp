@@ -195,6 +195,7 @@ EvalSetReport Evaluator::evaluate_set(const Set& set, const Classifier& classify
       score(x, targets);
     }
   }
+  report.result.skipped = report.corrupt + report.unknown_images;
   if (report.result.images > 0) {
     report.result.top1 = double(report.top1_hits) / double(report.result.images);
     report.result.top5 = double(report.top5_hits) / double(report.result.images);

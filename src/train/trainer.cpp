@@ -226,13 +226,14 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
     const std::vector<EvalResult> results = hooks.evaluate(classify);
     model->train();
     for (const EvalResult& r : results) {
-      char line[256];
-      std::snprintf(line, sizeof line, "eval %s at %s images: top-1 %.2f%%, top-5 %.2f%% (%lld images, %.1fs)",
+      char line[320];
+      std::snprintf(line, sizeof line, "eval %s at %s images: top-1 %.2f%%, top-5 %.2f%% (%lld images%s, %.1fs)",
                     r.set.c_str(), format_count(state.images_seen).c_str(), 100 * r.top1, 100 * r.top5,
-                    (long long)r.images, seconds_since(te));
+                    (long long)r.images,
+                    r.skipped > 0 ? (", " + std::to_string(r.skipped) + " skipped").c_str() : "", seconds_since(te));
       log(line);
       metric({{"event", "eval"}, {"step", state.step}, {"images", state.images_seen}, {"set", r.set},
-              {"eval_images", r.images}, {"top1", r.top1}, {"top5", r.top5}});
+              {"eval_images", r.images}, {"eval_skipped", r.skipped}, {"top1", r.top1}, {"top5", r.top5}});
       summary.last_eval = r;
     }
   };

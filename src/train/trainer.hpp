@@ -20,6 +20,7 @@ struct EvalResult {
   std::string set;      // e.g. "fmnist-test", "in100-val"
   int64_t images = 0;
   double top1 = 0, top5 = 0;  // fractions in [0, 1]
+  int64_t skipped = 0;        // images left out: unreadable (eval.on_corrupt = "skip") or of unknown classes
 };
 
 // Maps a batch of normalized images (N x 3 x H x W, float) to logits (N x classes); the evaluator

@@ -280,6 +280,7 @@ TEST_CASE("evaluator: folders that do not fit the class file are InputErrors nam
   REQUIRE(r.size() == 1);
   CHECK(r[0].unknown_folders == 1);
   CHECK(r[0].unknown_images == 2);
+  CHECK(r[0].result.skipped == 2);
   check_report(r[0], expected_hits(c, known, neutral));
 
   // A complete set (the default) must have every class of the class file.
@@ -353,6 +354,7 @@ TEST_CASE("evaluator: an unreadable image is an InputError naming it, or a count
       const auto r = eval.evaluate(neutral);
       REQUIRE(r.size() == 1);
       CHECK(r[0].corrupt == 1);
+      CHECK(r[0].result.skipped == 1);
       REQUIRE(r[0].corrupt_examples.size() == 1);
       CHECK(r[0].corrupt_examples[0].find(broken) == 0);
       check_report(r[0], expected_hits(c, good, neutral));
