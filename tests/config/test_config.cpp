@@ -2,13 +2,16 @@
 // through the same checks; reference.toml documents exactly the bound keys with their defaults.
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
 
+#include "config/eval_sets.hpp"
 #include "config/load.hpp"
 #include "core/error.hpp"
+#include "scratch_dir.hpp"
 
 using namespace synth;
 
@@ -283,7 +286,25 @@ TEST_CASE("string arrays: prompts.templates takes only known template names") {
   CHECK_THROWS_AS(parse_config("[prompts]\ntemplates = []\n", "t.toml"), synth::InputError);
 }
 
+// The paper configs name their test sets relative to the working directory, as a user runs them
+// from the folder holding data/; this runs them from a scratch folder with those (empty) folders
+// and the id list the v2 set names, since load_config checks that they exist.
+struct PaperDataFolder {
+  synth::test::ScratchDir dir{"paper_data"};
+  std::filesystem::path before = std::filesystem::current_path();
+  PaperDataFolder() {
+    namespace fs = std::filesystem;
+    for (const char* d : {"data/imagenetv2-matched-frequency", "data/imagenet-sketch", "data/imagenet-r", "data/imagenet-a",
+                          "configs/data"})
+      fs::create_directories(dir.path / d);
+    fs::copy_file(kRepo + "/configs/data/imagenet1k_wnids.txt", dir.path / "configs/data/imagenet1k_wnids.txt");
+    fs::current_path(dir.path);
+  }
+  ~PaperDataFolder() { std::filesystem::current_path(before); }
+};
+
 TEST_CASE("the paper's configs load (model and data paths supplied) and hold its protocol") {
+  const PaperDataFolder cwd;
   for (const char* name : {"in100_stream", "in1k_stream"}) {
     CAPTURE(name);
     const bool in100 = std::string(name) == "in100_stream";
@@ -312,5 +333,21 @@ TEST_CASE("the paper's configs load (model and data paths supplied) and hold its
     CHECK(c.train.batch_size == 256);
     CHECK(c.train.total_images == (in100 ? 12668900 : 128116700));  // 100 epochs of the real set
     CHECK(c.train.precision == "fp16");
+    // Evaluation on ImageNet val, v2, Sketch, R and A; R and A rank only the logits of their classes.
+    const std::vector<EvalSetConfig> sets = eval_sets(c);
+    REQUIRE(sets.size() == 5);
+    CHECK(sets[1].name == "imagenet-v2");
+    CHECK(sets[1].layout == "index");
+    CHECK(sets[1].index_ids == "configs/data/imagenet1k_wnids.txt");
+    CHECK(sets[2].name == "imagenet-sketch");
+    CHECK(sets[2].layout == "wnid");
+    for (size_t i : {3, 4}) {
+      CHECK(sets[i].layout == "wnid");
+      CHECK(sets[i].classes == "present");
+    }
+    CHECK(sets[3].name == "imagenet-r");
+    CHECK(sets[4].name == "imagenet-a");
+    // ImageNet-100 covers only part of each set's classes; ImageNet-1K all of them.
+    for (size_t i = 1; i < 5; ++i) CHECK(sets[i].unknown == (in100 ? "skip" : "error"));
   }
 }
