@@ -68,11 +68,16 @@ void announce_run_dir(const synth::Job& job, bool ok) {
   if (job.rendezvous()) job.rendezvous()->set("run_dir", ok ? "open" : "refused");
 }
 
+// The other ranks' side of announce_run_dir: blocks until rank 0 has decided.
+void await_run_dir(const synth::Job& job) {
+  if (job.rendezvous()->get("run_dir") != "open")
+    throw synth::InputError("rank 0 could not open the run directory (see its error)");
+}
+
 // A trainer rank other than 0: the same training, with no run directory writes of its own; its
 // errors reach its stderr (the launcher's log) through guarded_main.
 int follower(const synth::Config& cfg, const synth::ImageSource& source, bool resume, const synth::Job& job) {
-  if (job.rendezvous()->get("run_dir") != "open")
-    throw synth::InputError("rank 0 could not open the run directory (see its error)");
+  await_run_dir(job);
   synth::TrainHooks hooks;
   hooks.stop_requested = [] { return g_stop.load(); };
   install_stop_handlers();
@@ -84,8 +89,7 @@ int follower(const synth::Config& cfg, const synth::ImageSource& source, bool re
 // A dedicated generator rank: waits for the run's position (rank 0 publishes it once the run
 // directory and any checkpoint are read), then makes and sends its part of one trainer's shard.
 int generator(const synth::Config& cfg, const synth::ImageSource& source, const synth::Job& job) {
-  if (job.rendezvous()->get("run_dir") != "open")
-    throw synth::InputError("rank 0 could not open the run directory (see its error)");
+  await_run_dir(job);
   const std::string origin = job.rendezvous()->get("origin");
   const int j = job.rank() - job.trainers();
   const synth::FeedPlan plan{job.trainers(), job.generators(), j % job.trainers(), cfg.generator.batch_size};
