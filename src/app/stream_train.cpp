@@ -63,7 +63,8 @@ constexpr const char* kUsage =
     "Exit status: 0 done, 2 bad input (config, data, run directory), 1 internal error, 130 interrupted.\n";
 
 // Rank 0 tells the others whether the run directory is open, so a refused directory (exists
-// without --resume) stops every rank at once instead of leaving them waiting in a collective.
+// without --resume) or an unusable evaluation set stops every rank at once instead of leaving
+// them waiting in a collective.
 void announce_run_dir(const synth::Job& job, bool ok) {
   if (job.rendezvous()) job.rendezvous()->set("run_dir", ok ? "open" : "refused");
 }
@@ -71,7 +72,7 @@ void announce_run_dir(const synth::Job& job, bool ok) {
 // The other ranks' side of announce_run_dir: blocks until rank 0 has decided.
 void await_run_dir(const synth::Job& job) {
   if (job.rendezvous()->get("run_dir") != "open")
-    throw synth::InputError("rank 0 could not open the run directory (see its error)");
+    throw synth::InputError("rank 0 stopped before training (its run directory or evaluation sets; see its error)");
 }
 
 // A trainer rank other than 0: the same training, with no run directory writes of its own; its
@@ -137,9 +138,10 @@ int main(int argc, char** argv) {
     if (!job->trainer()) return generator(cfg, source, *job);
     if (!job->lead()) return follower(cfg, source, resume, *job);
     std::unique_ptr<synth::Evaluator> evaluator;
-    if (synth::has_eval_sets(cfg)) evaluator = std::make_unique<synth::Evaluator>(cfg);
     std::optional<synth::RunDir> opened;
     try {
+      // An unusable evaluation set, like a refused run directory, stops every rank now.
+      if (synth::has_eval_sets(cfg)) evaluator = std::make_unique<synth::Evaluator>(cfg);
       opened = synth::open_run_dir(cfg, resume);
     } catch (...) {
       announce_run_dir(*job, false);

@@ -569,7 +569,24 @@ TEST_CASE("stream-train: 2 processes (torchrun environment, Gloo) stream the syn
     CHECK(x.code == 2);
   }
   CHECK(refused[0].err.find("exists and is not empty") != std::string::npos);
-  CHECK(refused[1].err.find("rank 0 could not open the run directory") != std::string::npos);
+  CHECK(refused[1].err.find("rank 0 stopped before training") != std::string::npos);
+
+  // So does an evaluation set that rank 0 cannot use (an empty folder: no class folders), which
+  // only rank 0 opens, instead of leaving rank 1 waiting for the run directory.
+  fs::create_directories(s.dir / "empty_set");
+  auto bad_eval = args;
+  for (const std::string& a : {std::string("run.name=bad_eval"), "eval.sets=[\"empty=" + (s.dir / "empty_set").string() + ",layout=sorted\"]"}) {
+    bad_eval.push_back("--set");
+    bad_eval.push_back(a);
+  }
+  const std::vector<Result> unusable = run_ranks(exe, bad_eval, 2, kRepo);
+  for (const Result& x : unusable) {
+    INFO("stderr: " << x.err);
+    CHECK(x.code == 2);
+  }
+  CHECK(unusable[0].err.find((s.dir / "empty_set").string() + ": evaluation set has no class folders") != std::string::npos);
+  CHECK(unusable[1].err.find("rank 0 stopped before training") != std::string::npos);
+  CHECK(!fs::exists(s.dir / "bad_eval"));
 }
 
 TEST_CASE("stream-train: a dedicated generator process feeds a trainer process; every index once, across a resume") {
