@@ -55,6 +55,14 @@ inline bool autocast_enabled(torch::DeviceType device) {
 #endif
 }
 
+// The key of a parameter's entry in torch::optim::Optimizer::state(): LibTorch 2.x keys it by the
+// TensorImpl pointer, 1.13 by that pointer printed as a string.
+#if SYNTH_TORCH_AT_LEAST(2, 0)
+inline void* optimizer_state_key(const torch::Tensor& p) { return p.unsafeGetTensorImpl(); }
+#else
+inline std::string optimizer_state_key(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+#endif
+
 }  // namespace synth::compat
 
 // c10d: from LibTorch 2.0 a backend (ProcessGroupGloo, ProcessGroupNCCL) derives from

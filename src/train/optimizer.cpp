@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "core/compat.hpp"
+
 namespace synth {
 
 LrSchedule LrSchedule::from_config(const OptimConfig& optim, int64_t batch_size, int64_t total_steps) {
@@ -22,6 +24,52 @@ double LrSchedule::at(int64_t step) const {
   return floor + (peak - floor) * 0.5 * (1.0 + std::cos(M_PI * progress));
 }
 
+torch::Tensor ForeachSgd::step(LossClosure closure) {
+  torch::Tensor loss;
+  if (closure) {
+    const torch::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  const torch::NoGradGuard no_grad;
+  for (torch::optim::OptimizerParamGroup& group : param_groups()) {
+    const auto& o = static_cast<const torch::optim::SGDOptions&>(group.options());
+    std::vector<torch::Tensor> params, grads;
+    for (const torch::Tensor& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      params.push_back(p);
+      grads.push_back(p.grad());
+    }
+    if (params.empty()) continue;
+    std::vector<torch::Tensor> update = o.weight_decay() != 0 ? at::_foreach_add(grads, params, o.weight_decay()) : grads;
+    if (o.momentum() != 0) {
+      // Buffers that exist take the momentum update in two launches; a parameter's first step
+      // starts its buffer as a copy of d (torch.optim.SGD).
+      std::vector<torch::Tensor> bufs(params.size()), old_bufs, old_updates;
+      for (size_t i = 0; i < params.size(); ++i) {
+        const auto key = compat::optimizer_state_key(params[i]);
+        const auto it = state().find(key);
+        if (it == state().end()) {
+          bufs[i] = update[i].clone();
+          auto st = std::make_unique<torch::optim::SGDParamState>();
+          st->momentum_buffer(bufs[i]);
+          state()[key] = std::move(st);
+        } else {
+          bufs[i] = static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer();
+          old_bufs.push_back(bufs[i]);
+          old_updates.push_back(update[i]);
+        }
+      }
+      if (!old_bufs.empty()) {
+        at::_foreach_mul_(old_bufs, o.momentum());
+        at::_foreach_add_(old_bufs, old_updates, 1 - o.dampening());
+      }
+      update = o.nesterov() ? at::_foreach_add(update, bufs, o.momentum()) : bufs;
+    }
+    at::_foreach_add_(params, update, -o.lr());
+  }
+  return loss;
+}
+
 std::unique_ptr<torch::optim::SGD> make_sgd(torch::nn::Module& module, const OptimConfig& optim) {
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& item : module.named_parameters(/*recurse=*/true)) {
@@ -34,7 +82,7 @@ std::unique_ptr<torch::optim::SGD> make_sgd(torch::nn::Module& module, const Opt
   groups.emplace_back(decay, std::make_unique<SGDOptions>(SGDOptions(optim.lr).momentum(optim.momentum).weight_decay(optim.weight_decay)));
   if (!no_decay.empty())
     groups.emplace_back(no_decay, std::make_unique<SGDOptions>(SGDOptions(optim.lr).momentum(optim.momentum).weight_decay(0.0)));
-  return std::make_unique<torch::optim::SGD>(std::move(groups), SGDOptions(optim.lr).momentum(optim.momentum));
+  return std::make_unique<ForeachSgd>(std::move(groups), SGDOptions(optim.lr).momentum(optim.momentum));
 }
 
 void set_lr(torch::optim::Optimizer& optimizer, double lr) {

@@ -59,3 +59,49 @@ TEST_CASE("weight decay skips BatchNorm and biases unless asked; one SGD step is
   o.decay_bn_and_bias = true;
   CHECK(synth::make_sgd(*m, o)->param_groups().size() == 1);
 }
+
+TEST_CASE("ForeachSgd (make_sgd's) steps as torch::optim::SGD does, buffers started late included") {
+  for (const bool nesterov : {false, true}) {
+    CAPTURE(nesterov);
+    const synth::ResNetSpec spec{"resnet18", 0.125, 4};
+    torch::manual_seed(1);
+    synth::ResNet a(spec), b(spec);
+    {
+      torch::NoGradGuard no_grad;
+      for (const auto& p : b->named_parameters()) p.value().copy_(a->named_parameters()[p.key()]);
+    }
+    const auto options = torch::optim::SGDOptions(0.05).momentum(0.9).dampening(nesterov ? 0.0 : 0.1).nesterov(nesterov);
+    // make_sgd's two groups: decayed weights, and 1-d parameters without decay.
+    const auto groups = [&](synth::ResNet& m) {
+      std::vector<torch::Tensor> decay, plain;
+      for (const torch::Tensor& p : m->parameters()) (p.dim() > 1 ? decay : plain).push_back(p);
+      std::vector<torch::optim::OptimizerParamGroup> g;
+      g.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(options).weight_decay(0.3)));
+      g.emplace_back(plain, std::make_unique<torch::optim::SGDOptions>(options));
+      return g;
+    };
+    torch::optim::SGD reference(groups(a), options);
+    synth::ForeachSgd fused(groups(b), options);
+    const torch::Tensor x = torch::randn({3, 3, 32, 32});
+    for (int step = 0; step < 3; ++step) {
+      CAPTURE(step);
+      for (auto [m, opt] : {std::make_pair(&a, static_cast<torch::optim::Optimizer*>(&reference)),
+                            std::make_pair(&b, static_cast<torch::optim::Optimizer*>(&fused))}) {
+        opt->zero_grad();
+        (*m)->forward(x).pow(2).mean().backward();
+        // No gradient for these two at step 0: their momentum buffers start at step 1, next to
+        // buffers that already exist in the same group.
+        if (step == 0)
+          for (const char* key : {"fc.bias", "layer1.0.conv1.weight"}) (*m)->named_parameters()[key].mutable_grad() = torch::Tensor();
+        opt->step();
+      }
+      for (const auto& p : a->named_parameters()) {
+        CAPTURE(p.key());
+        CHECK(torch::allclose(b->named_parameters()[p.key()], p.value(), 1e-6, 1e-7));
+      }
+    }
+    CHECK(reference.state().size() == fused.state().size());
+  }
+  synth::ResNet m(synth::ResNetSpec{"resnet18", 0.125, 4});
+  CHECK(dynamic_cast<synth::ForeachSgd*>(synth::make_sgd(*m, synth::OptimConfig{}).get()) != nullptr);
+}
