@@ -31,16 +31,27 @@ LossScaler::LossScaler(bool enabled, double initial, double growth, double backo
 
 bool LossScaler::unscale(const std::vector<torch::Tensor>& params) const {
   torch::NoGradGuard no_grad;
-  // One flag summed on the device, read once: no host synchronization per tensor.
+  std::vector<torch::Tensor> grads;
+  for (const torch::Tensor& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return true;
+  const float inv_scale = enabled_ ? float(1.0 / scale_) : 1.0f;
+  if (grads[0].is_cuda()) {
+    // GradScaler's own kernel: multi-tensor launches that multiply by 1/S and raise found_inf for
+    // any non-finite value (ResNet-50: 161 gradients in a handful of launches instead of ~5 each).
+    const auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(grads[0].device());
+    torch::Tensor found_inf = torch::zeros({1}, opts);
+    at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf, torch::full({1}, inv_scale, opts));
+    return found_inf.item<float>() == 0.0f;
+  }
+  // The CPU reference: one flag collected on the device, read once.
   torch::Tensor bad;
-  for (const torch::Tensor& p : params) {
-    const torch::Tensor& g = p.grad();
-    if (!g.defined()) continue;
-    if (enabled_) g.mul_(1.0 / scale_);
+  for (const torch::Tensor& g : grads) {
+    if (enabled_) g.mul_(inv_scale);
     const torch::Tensor nonfinite = g.isfinite().logical_not().any();
     bad = bad.defined() ? bad.logical_or(nonfinite) : nonfinite;
   }
-  return !bad.defined() || !bad.item<bool>();
+  return !bad.item<bool>();
 }
 
 void LossScaler::update(bool finite) {
