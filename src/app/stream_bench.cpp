@@ -115,14 +115,20 @@ int main(int argc, char** argv) {
         views.push_back(synth::ImageView{kept[k].data(), m.height, m.width, m.channels, uint64_t(i)});
         labels.push_back(m.label);
       }
-      std::vector<synth::CropGroup> groups = synth::augment_batch(cfg, cfg.run.seed, views, labels);
+      // On the training device, as the trainer augments (DINO on a GPU: the fused kernels).
+      const torch::Device device(cfg.train.device == "cuda" ? torch::kCUDA : torch::kCPU);
+      const auto augment = [&] {
+        auto g = synth::augment_batch(cfg, cfg.run.seed, views, labels, device);
+        if (device.is_cuda()) torch::cuda::synchronize();
+        return g;
+      };
+      std::vector<synth::CropGroup> groups = augment();
       Clock::time_point t0 = Clock::now();
-      for (long long s = 0; s < steps; ++s) groups = synth::augment_batch(cfg, cfg.run.seed, views, labels);
+      for (long long s = 0; s < steps; ++s) groups = augment();
       double sec = since(t0);
       stages.push_back({"augment", double(steps * cfg.train.batch_size) / sec, sec, steps * cfg.train.batch_size});
 
       // 3. Training steps (forward, backward, SGD) on that batch.
-      const torch::Device device(cfg.train.device == "cuda" ? torch::kCUDA : torch::kCPU);
       synth::ResNet model(synth::ResNetSpec{cfg.model.arch, cfg.model.width, cfg.model.num_classes});
       model->to(device);
       auto sgd = synth::make_sgd(*model, cfg.optim);

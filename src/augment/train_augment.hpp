@@ -19,8 +19,12 @@ struct CropGroup {
 
 // "simple": one group, one crop per image. "dino": DINO's G global and L local crops per image
 // (Caron et al. 2021, multi-crop) as two groups, image-major (image b's crop g is row b * G + g).
+// On a CUDA device (CUDA flavor) DINO crops come from the fused kernels (dino_gpu.hpp) as
+// channels-last float32 on that device, with the same crop parameters as the CPU reference; the
+// views are copied out before this returns, so their ring slots may be released at once. Labels
+// and "simple" crops stay on the CPU.
 std::vector<CropGroup> augment_batch(const Config& cfg, uint64_t seed, const std::vector<ImageView>& views,
-                                     const std::vector<int64_t>& labels);
+                                     const std::vector<int64_t>& labels, const torch::Device& device = torch::kCPU);
 
 // An owning copy of a view (a ring slot is reused once released).
 ImageU8 copy_image(const ImageView& view);

@@ -64,7 +64,7 @@ void write_samples(const fs::path& dir, uint64_t images_seen, const std::vector<
   const int64_t shown = std::min<int64_t>(crops.images.size(0), int64_t(n) * per_image);
   const torch::Tensor mean = torch::tensor(cfg.augment.mean, torch::kFloat32).view({1, 3, 1, 1});
   const torch::Tensor std = torch::tensor(cfg.augment.std, torch::kFloat32).view({1, 3, 1, 1});
-  const torch::Tensor u8 = ((crops.images.slice(0, 0, shown).to(torch::kFloat32) * std + mean) * 255.0)
+  const torch::Tensor u8 = ((crops.images.slice(0, 0, shown).to(torch::kCPU, torch::kFloat32) * std + mean) * 255.0)
                                .round()
                                .clamp(0, 255)
                                .to(torch::kUInt8)
@@ -306,7 +306,7 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
       }
       std::vector<CropGroup> groups;
       try {
-        groups = augment_batch(cfg, seed, views, labels);
+        groups = augment_batch(cfg, seed, views, labels, device);
       } catch (...) {
         for (int s : *slots) ring.release(s);
         throw;

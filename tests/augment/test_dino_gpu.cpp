@@ -10,6 +10,7 @@
 
 #include "augment/dino_cpu.hpp"
 #include "augment/dino_gpu.hpp"
+#include "augment/train_augment.hpp"
 #include "core/compat.hpp"
 #include "core/error.hpp"
 
@@ -91,4 +92,36 @@ TEST_CASE("GPU crops reject a box outside its image") {
   auto params = draw_dino_params(cfg, 1, 1, 50, 60);
   params[0].box = {10, 10, 50, 10};
   CHECK_THROWS_AS(dino_augment_gpu(cfg, {0.5, 0.5, 0.5}, {0.5, 0.5, 0.5}, {&img}, {params}, torch::kFloat32), Error);
+}
+
+TEST_CASE("the trainer's augment_batch on a CUDA device gives the CPU crops and labels") {
+  if (!compat::cuda_available()) return;
+  Config cfg;
+  cfg.augment.kind = "dino";
+  cfg.augment.dino.global_crops = 1;
+  cfg.augment.dino.local_crops = 8;
+  std::vector<ImageU8> images;
+  for (int b = 0; b < 5; ++b) images.push_back(random_image(300 + 20 * b, 400 - 30 * b, uint64_t(b)));
+  std::vector<ImageView> views;
+  std::vector<int64_t> labels;
+  for (int b = 0; b < 5; ++b) {
+    const ImageU8& im = images[size_t(b)];
+    views.push_back(ImageView{im.pixels.data(), im.height, im.width, 3, uint64_t(1000 + b)});
+    labels.push_back(b % 3);
+  }
+  const auto cpu = augment_batch(cfg, 11, views, labels);
+  const auto gpu = augment_batch(cfg, 11, views, labels, torch::Device(torch::kCUDA));
+  REQUIRE(cpu.size() == 2);
+  REQUIRE(gpu.size() == 2);
+  for (size_t g = 0; g < 2; ++g) {
+    CAPTURE(g);
+    CHECK(gpu[g].images.is_cuda());
+    CHECK(gpu[g].images.is_contiguous(torch::MemoryFormat::ChannelsLast));
+    CHECK(gpu[g].images.sizes() == cpu[g].images.sizes());
+    CHECK(torch::equal(gpu[g].labels, cpu[g].labels));
+    const torch::Tensor diff = (gpu[g].images.to(torch::kCPU) - cpu[g].images).abs();
+    MESSAGE("group " << g << ": max abs " << diff.max().item<double>() << ", mean abs " << diff.mean().item<double>());
+    CHECK(diff.max().item<double>() <= 2e-2);
+    CHECK(diff.mean().item<double>() <= 2e-3);
+  }
 }
