@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the CPU flavor and runs the whole test suite (what .ci/run calls), then the
-# ThreadSanitizer build of the torch-free concurrency tests (ring, ledger, batcher).
+# Builds the CPU flavor and runs the whole test suite (what .ci/run calls), syntax-checks the
+# CUDA flavor's host code, then runs the ThreadSanitizer build of the torch-free concurrency tests
+# (ring, ledger, batcher).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
@@ -8,6 +9,12 @@ BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD_DIR" -j "$JOBS"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" --timeout 900
+
+# The CUDA flavor's host code (NCCL, GPU augmentation, GPU tests), syntax-checked against the local
+# LibTorch and CUDA headers where the toolkit is installed (CI has it; nothing CUDA runs here).
+if [ -f "${CUDA_HOME:-/usr/local/cuda}/include/cuda_runtime.h" ]; then
+  python3 tools/check-cuda-host.py "$BUILD_DIR"
+fi
 
 # LibTorch is not instrumented, so only the torch-free stream stage runs under TSan.
 cmake -S . -B "$BUILD_DIR-tsan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSANITIZE=thread \
