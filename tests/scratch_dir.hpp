@@ -22,6 +22,8 @@ struct ScratchDir {
     std::error_code ec;
     std::filesystem::remove_all(path, ec);
   }
+  std::string str() const { return path.string(); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
   ScratchDir(const ScratchDir&) = delete;
   ScratchDir& operator=(const ScratchDir&) = delete;
 };

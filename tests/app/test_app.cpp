@@ -22,6 +22,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "child_process.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -31,100 +33,12 @@ const std::string kRepo = SYNTH_SOURCE_DIR;
 // valid_minimal.toml is a synthetic run; its generator is the toy SD model of the test data.
 const std::string kTinySd = "generator.model_dir=\"" SYNTH_TEST_DATA "/tiny-sd\"";
 
-struct Scratch {
-  fs::path dir;
-  Scratch() {
-    static int n = 0;
-    dir = fs::temp_directory_path() / ("synth_test_app_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-};
-
-struct Result {
-  bool exited = false;  // normal exit (not killed by a signal)
-  int code = -1;
-  bool core_dumped = false;
-  std::string out, err;
-  std::vector<std::string> err_lines() const {
-    std::vector<std::string> lines;
-    std::istringstream s(err);
-    for (std::string l; std::getline(s, l);) lines.push_back(l);
-    return lines;
-  }
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Starts exe with args in workdir, stdout and stderr into out_file ("" = /dev/null, err_file ""
-// = the same file), with `env` ("NAME=value") added to the environment; a child that hangs is
-// killed by SIGALRM after 120 s.
-pid_t spawn(const std::string& exe, const std::vector<std::string>& args, const std::string& workdir,
-            const std::string& out_file, const std::string& err_file = "", const std::vector<std::string>& env = {}) {
-  std::vector<std::string> all = {exe};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int o = ::open(out_file.empty() ? "/dev/null" : out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int e = err_file.empty() ? o : ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (o < 0 || e < 0 || ::chdir(workdir.c_str()) != 0) ::_exit(127);
-    ::dup2(o, 1);
-    ::dup2(e, 2);
-    for (const std::string& kv : env) ::putenv(const_cast<char*>(kv.c_str()));
-    ::alarm(120);
-    ::execv(exe.c_str(), argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-// Runs exe with args in a fresh working directory (or in `workdir`), stdout/stderr captured to
-// files. A child that hangs is killed after 120 s (the test then reports it as not exited).
-Result run(const std::string& exe, const std::vector<std::string>& args, const std::string& workdir = "") {
-  Scratch cwd;
-  const fs::path out = cwd.dir / "stdout.txt", err = cwd.dir / "stderr.txt";
-  const pid_t pid = spawn(exe, args, workdir.empty() ? cwd.dir.string() : workdir, out.string(), err.string());
-  REQUIRE(pid >= 0);
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  Result r;
-  r.exited = WIFEXITED(status);
-  r.code = r.exited ? WEXITSTATUS(status) : -1;
-  r.core_dumped = WIFSIGNALED(status) && WCOREDUMP(status);
-  r.out = slurp(out);
-  r.err = slurp(err);
-  for (const auto& entry : fs::directory_iterator(cwd.dir))
-    if (entry.path().filename().string().rfind("core", 0) == 0) r.core_dumped = true;
-  return r;
-}
-
-// Exit 2, one stderr line "<program>: error: ..." containing every needle, and nothing on stdout
-// unless the failure comes after the run started (its console log lines are on stdout).
-void check_bad_input(const Result& r, const std::string& program, const std::vector<std::string>& needles,
-                     bool started = false) {
-  INFO("stderr: " << r.err);
-  INFO("stdout: " << r.out);
-  CHECK(r.exited);
-  CHECK(!r.core_dumped);
-  CHECK(r.code == 2);
-  const auto lines = r.err_lines();
-  REQUIRE(lines.size() == 1);
-  CHECK(lines[0].rfind(program + ": error: ", 0) == 0);
-  for (const auto& n : needles) CHECK(lines[0].find(n) != std::string::npos);
-  if (!started) CHECK(r.out.empty());
-}
+using Scratch = synth::test::ScratchDir;
+using synth::test::check_bad_input;
+using synth::test::Result;
+using synth::test::run;
+using synth::test::slurp;
+using synth::test::spawn;
 
 }  // namespace
 
@@ -163,22 +77,22 @@ TEST_CASE("stream-train: bad command lines exit 2") {
 TEST_CASE("stream-train: the run directory is never overwritten") {
   const std::string exe = STREAM_TRAIN_EXE;
   Scratch s;
-  fs::create_directories(s.dir / "cli-ok");
-  std::ofstream(s.dir / "cli-ok" / "log.txt") << "earlier run\n";
-  const std::string root = (s.dir / "cli-ok").string();
-  check_bad_input(run(exe, {kData + "valid_minimal.toml", "--set", "run.dir=" + s.dir.string(), "--set",
+  fs::create_directories(s.path / "cli-ok");
+  std::ofstream(s.path / "cli-ok" / "log.txt") << "earlier run\n";
+  const std::string root = (s.path / "cli-ok").string();
+  check_bad_input(run(exe, {kData + "valid_minimal.toml", "--set", "run.dir=" + s.path.string(), "--set",
                             "data.source=\"fmnist\""}),
                   "stream-train", {root + " exists and is not empty; pass --resume or choose another run.name"});
-  CHECK(slurp(s.dir / "cli-ok" / "log.txt") == "earlier run\n");
-  check_bad_input(run(exe, {kData + "valid_minimal.toml", "--resume", "--set", "run.dir=" + s.dir.string(), "--set",
+  CHECK(slurp(s.path / "cli-ok" / "log.txt") == "earlier run\n");
+  check_bad_input(run(exe, {kData + "valid_minimal.toml", "--resume", "--set", "run.dir=" + s.path.string(), "--set",
                             "run.name=\"other\"", "--set", "data.source=\"fmnist\""}),
-                  "stream-train", {(s.dir / "other").string() + " does not exist; nothing to resume"});
-  CHECK(!fs::exists(s.dir / "other"));
+                  "stream-train", {(s.path / "other").string() + " does not exist; nothing to resume"});
+  CHECK(!fs::exists(s.path / "other"));
 }
 
 // A short real run of configs/fmnist.toml: 1024 Fashion-MNIST images, checkpoints at 512 and 1024.
 std::vector<std::string> tiny_run_args(const Scratch& s, const std::string& name) {
-  return {kRepo + "/configs/fmnist.toml", "--set", "run.dir=" + s.dir.string(), "--set", "run.name=\"" + name + "\"",
+  return {kRepo + "/configs/fmnist.toml", "--set", "run.dir=" + s.path.string(), "--set", "run.name=\"" + name + "\"",
           "--set", "train.total_images=1024", "--set", "train.checkpoint_every_images=512", "--set", "eval.limit=500",
           "--set", "train.batch_size=128", "--set", "run.sample_every_images=512"};
 }
@@ -196,7 +110,7 @@ TEST_CASE("stream-train: a short real run fills its run directory; resume and ba
   const Result ok = run(exe, tiny_run_args(s, "tiny"));
   INFO("stderr: " << ok.err);
   REQUIRE(ok.code == 0);
-  const fs::path root = s.dir / "tiny";
+  const fs::path root = s.path / "tiny";
   CHECK(fs::is_regular_file(root / "config.toml"));
   CHECK(slurp(root / "config.toml").find("total_images = 1024") != std::string::npos);
   const std::string log = slurp(root / "log.txt");
@@ -243,7 +157,7 @@ TEST_CASE("stream-train: a short real run fills its run directory; resume and ba
   CHECK(slurp(newest) == newest_bytes);
 
   // A truncated training IDX file: one line naming it, exit 2, the run's checkpoints untouched.
-  const fs::path idx = s.dir / "idx";
+  const fs::path idx = s.path / "idx";
   fs::create_directories(idx);
   fs::copy_file("/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz", idx / "train-labels-idx1-ubyte.gz");
   fs::copy_file("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", idx / "train-images-idx3-ubyte.gz");
@@ -254,12 +168,12 @@ TEST_CASE("stream-train: a short real run fills its run directory; resume and ba
   CHECK(slurp(newest) == newest_bytes);
 
   // A corrupt JPEG in an ImageFolder tree: named, exit 2.
-  const fs::path tree = s.dir / "tree";
+  const fs::path tree = s.path / "tree";
   for (const char* cls : {"cat", "dog"}) {
     fs::create_directories(tree / cls);
     std::ofstream(tree / cls / "broken.jpg") << "\xff\xd8\xff\xe0 this is not a JPEG";
   }
-  check_bad_input(run(exe, {kRepo + "/configs/smoke.toml", "--set", "run.dir=" + s.dir.string(), "--set",
+  check_bad_input(run(exe, {kRepo + "/configs/smoke.toml", "--set", "run.dir=" + s.path.string(), "--set",
                             "run.name=\"jpeg\"", "--set", "data.source=\"image_folder\"", "--set",
                             "data.train_path=\"" + tree.string() + "\"", "--set", "eval.source=\"none\""}),
                   "stream-train", {"broken.jpg"}, true);
@@ -283,10 +197,10 @@ TEST_CASE("stream-train: a short real run fills its run directory; resume and ba
 TEST_CASE("stream-train: the synthetic stream survives kill -9; resumed, every index is trained exactly once") {
   const std::string exe = STREAM_TRAIN_EXE;
   Scratch s;
-  const std::vector<std::string> args = {kRepo + "/configs/smoke.toml", "--set", "run.dir=" + s.dir.string(), "--set",
+  const std::vector<std::string> args = {kRepo + "/configs/smoke.toml", "--set", "run.dir=" + s.path.string(), "--set",
                                          "train.total_images=640", "--set", "train.checkpoint_every_images=128",
                                          "--set", "train.keep_checkpoints=10", "--set", "eval.limit=200"};
-  const fs::path root = s.dir / "smoke", ckpts = root / "checkpoints";
+  const fs::path root = s.path / "smoke", ckpts = root / "checkpoints";
   // Start the run (from the repo: smoke.toml's paths are relative to it) and SIGKILL it once a
   // checkpoint exists, i.e. between checkpoints with images in flight.
   const pid_t pid = spawn(exe, args, kRepo, "");
@@ -332,8 +246,8 @@ TEST_CASE("stream-train: SIGTERM checkpoints where it stands and exits 130; --re
   Scratch s;
   auto args = tiny_run_args(s, "term");
   args.insert(args.end(), {"--set", "train.total_images=20000", "--set", "train.checkpoint_every_images=0"});
-  const fs::path root = s.dir / "term";
-  const pid_t pid = spawn(exe, args, s.dir.string(), (s.dir / "term.out").string());
+  const fs::path root = s.path / "term";
+  const pid_t pid = spawn(exe, args, s.path.string(), (s.path / "term.out").string());
   REQUIRE(pid >= 0);
   // Wait until it trains (a metrics line with a loss), then ask it to stop.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
@@ -342,7 +256,7 @@ TEST_CASE("stream-train: SIGTERM checkpoints where it stands and exits 130; --re
   ::kill(pid, SIGTERM);
   int status = 0;
   ::waitpid(pid, &status, 0);
-  INFO("output: " << slurp(s.dir / "term.out"));
+  INFO("output: " << slurp(s.path / "term.out"));
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 130);
   const auto stopped = read_metrics(root / "metrics.jsonl").back();
@@ -371,7 +285,7 @@ TEST_CASE("stream-train: SIGTERM checkpoints where it stands and exits 130; --re
 TEST_CASE("stream-eval: bad input exits 2; a checkpoint's accuracy equals the trainer's own evaluation") {
   const std::string exe = STREAM_EVAL_EXE;
   Scratch s;
-  const fs::path ckpt = s.dir / "model.pt";
+  const fs::path ckpt = s.path / "model.pt";
   std::ofstream(ckpt) << "x";
   check_bad_input(run(exe, {"--config", kRepo + "/configs/fmnist.toml"}), "stream-eval", {"missing --checkpoint"});
   check_bad_input(run(exe, {"--checkpoint", "/nonexistent/model.pt", "--config", kRepo + "/configs/fmnist.toml"}),
@@ -387,7 +301,7 @@ TEST_CASE("stream-eval: bad input exits 2; a checkpoint's accuracy equals the tr
 
   const Result ok = run(STREAM_TRAIN_EXE, tiny_run_args(s, "ev"));
   REQUIRE(ok.code == 0);
-  const fs::path root = s.dir / "ev";
+  const fs::path root = s.path / "ev";
   double logged = -1;
   for (const auto& m : read_metrics(root / "metrics.jsonl"))
     if (m.value("event", "") == "eval") logged = m["top1"].get<double>();
@@ -499,7 +413,7 @@ std::vector<Result> run_ranks(const std::string& exe, const std::vector<std::str
   const auto envs = torchrun_env(ranks);
   std::vector<pid_t> pids;
   for (int r = 0; r < ranks; ++r) {
-    const std::string stem = (logs.dir / ("rank" + std::to_string(r))).string();
+    const std::string stem = (logs.path / ("rank" + std::to_string(r))).string();
     pids.push_back(spawn(exe, args, workdir, stem + ".out", stem + ".err", envs[size_t(r)]));
     REQUIRE(pids.back() >= 0);
   }
@@ -510,7 +424,7 @@ std::vector<Result> run_ranks(const std::string& exe, const std::vector<std::str
     Result res;
     res.exited = WIFEXITED(status);
     res.code = res.exited ? WEXITSTATUS(status) : -1;
-    const std::string stem = (logs.dir / ("rank" + std::to_string(r))).string();
+    const std::string stem = (logs.path / ("rank" + std::to_string(r))).string();
     res.out = slurp(stem + ".out");
     res.err = slurp(stem + ".err");
     results.push_back(res);
@@ -523,7 +437,7 @@ std::vector<Result> run_ranks(const std::string& exe, const std::vector<std::str
 TEST_CASE("stream-train: 2 processes (torchrun environment, Gloo) stream the synthetic run exactly once") {
   const std::string exe = STREAM_TRAIN_EXE;
   Scratch s;
-  const std::vector<std::string> args = {kRepo + "/configs/smoke.toml", "--set", "run.dir=" + s.dir.string(), "--set",
+  const std::vector<std::string> args = {kRepo + "/configs/smoke.toml", "--set", "run.dir=" + s.path.string(), "--set",
                                          "train.total_images=320", "--set", "train.checkpoint_every_images=128",
                                          "--set", "eval.limit=200"};
   const std::vector<Result> r = run_ranks(exe, args, 2, kRepo);
@@ -531,7 +445,7 @@ TEST_CASE("stream-train: 2 processes (torchrun environment, Gloo) stream the syn
     INFO("stderr: " << x.err);
     REQUIRE(x.code == 0);
   }
-  const fs::path root = s.dir / "smoke";
+  const fs::path root = s.path / "smoke";
   const std::string log = slurp(root / "log.txt");
   CHECK(log.find("2 trainer ranks, 32 images each per step, gradients and batch norm synchronized over gloo") !=
         std::string::npos);
@@ -573,9 +487,9 @@ TEST_CASE("stream-train: 2 processes (torchrun environment, Gloo) stream the syn
 
   // So does an evaluation set that rank 0 cannot use (an empty folder: no class folders), which
   // only rank 0 opens, instead of leaving rank 1 waiting for the run directory.
-  fs::create_directories(s.dir / "empty_set");
+  fs::create_directories(s.path / "empty_set");
   auto bad_eval = args;
-  for (const std::string& a : {std::string("run.name=bad_eval"), "eval.sets=[\"empty=" + (s.dir / "empty_set").string() + ",layout=sorted\"]"}) {
+  for (const std::string& a : {std::string("run.name=bad_eval"), "eval.sets=[\"empty=" + (s.path / "empty_set").string() + ",layout=sorted\"]"}) {
     bad_eval.push_back("--set");
     bad_eval.push_back(a);
   }
@@ -584,15 +498,15 @@ TEST_CASE("stream-train: 2 processes (torchrun environment, Gloo) stream the syn
     INFO("stderr: " << x.err);
     CHECK(x.code == 2);
   }
-  CHECK(unusable[0].err.find((s.dir / "empty_set").string() + ": evaluation set has no class folders") != std::string::npos);
+  CHECK(unusable[0].err.find((s.path / "empty_set").string() + ": evaluation set has no class folders") != std::string::npos);
   CHECK(unusable[1].err.find("rank 0 stopped before training") != std::string::npos);
-  CHECK(!fs::exists(s.dir / "bad_eval"));
+  CHECK(!fs::exists(s.path / "bad_eval"));
 }
 
 TEST_CASE("stream-train: a dedicated generator process feeds a trainer process; every index once, across a resume") {
   const std::string exe = STREAM_TRAIN_EXE;
   Scratch s;
-  std::vector<std::string> args = {kRepo + "/configs/smoke.toml", "--set", "run.dir=" + s.dir.string(), "--set",
+  std::vector<std::string> args = {kRepo + "/configs/smoke.toml", "--set", "run.dir=" + s.path.string(), "--set",
                                    "train.total_images=192", "--set", "train.checkpoint_every_images=64",
                                    "--set", "eval.limit=200", "--set", "dist.trainer_ranks=1"};
   std::vector<Result> r = run_ranks(exe, args, 2, kRepo);  // rank 0 trains, rank 1 generates
@@ -600,7 +514,7 @@ TEST_CASE("stream-train: a dedicated generator process feeds a trainer process; 
     INFO("stderr: " << x.err);
     REQUIRE(x.code == 0);
   }
-  const fs::path root = s.dir / "smoke";
+  const fs::path root = s.path / "smoke";
   CHECK(slurp(root / "log.txt").find("fed by 1 dedicated generator rank(s)") != std::string::npos);
   auto summary = read_metrics(root / "metrics.jsonl").back();
   REQUIRE(summary["event"] == "summary");

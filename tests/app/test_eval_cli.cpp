@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "augment/simple_augment.hpp"
+#include "child_process.hpp"
 #include "io/image.hpp"
 #include "io/safetensors.hpp"
 #include "jpeg_tree.hpp"
@@ -31,65 +32,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code = -1;  // exit status; -1 when killed by a signal
-  std::string out, err;
-  std::vector<std::string> err_lines() const {
-    std::vector<std::string> lines;
-    std::istringstream s(err);
-    for (std::string l; std::getline(s, l);) lines.push_back(l);
-    return lines;
-  }
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Runs exe with args, stdout and stderr captured; a child that hangs is killed after 120 s.
-Result run(const std::string& exe, const std::vector<std::string>& args) {
-  synth::test::ScratchDir io("eval_cli_io");
-  const fs::path out = io.path / "stdout.txt", err = io.path / "stderr.txt";
-  std::vector<std::string> all = {exe};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (o < 0 || e < 0 || ::chdir(io.path.c_str()) != 0) ::_exit(127);
-    ::dup2(o, 1);
-    ::dup2(e, 2);
-    ::alarm(120);
-    ::execv(exe.c_str(), argv.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
-// Exit 2, nothing on stdout, one stderr line "<program>: error: ..." holding every needle.
-void check_bad_input(const Result& r, const std::string& program, const std::vector<std::string>& needles) {
-  INFO("stderr: " << r.err);
-  INFO("stdout: " << r.out);
-  CHECK(r.code == 2);
-  CHECK(r.out.empty());
-  const auto lines = r.err_lines();
-  REQUIRE(lines.size() == 1);
-  CHECK(lines[0].rfind(program + ": error: ", 0) == 0);
-  for (const auto& n : needles) CHECK(lines[0].find(n) != std::string::npos);
-}
+using synth::test::check_bad_input;
+using synth::test::Result;
+using synth::test::run;
+using synth::test::slurp;
 
 std::vector<nlohmann::json> json_lines(const std::string& text) {
   std::vector<nlohmann::json> rows;

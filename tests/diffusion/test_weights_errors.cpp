@@ -12,22 +12,14 @@
 #include "diffusion/model_config.hpp"
 #include "diffusion/vae.hpp"
 #include "diffusion/weights.hpp"
+#include "scratch_dir.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 const std::string kSd = std::string(SYNTH_TEST_DATA) + "/tiny-sd";
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("synth_w_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string str() const { return path.string(); }
-};
+using TempDir = synth::test::ScratchDir;
 
 template <class F>
 void expect_input_error(F&& f, const std::vector<std::string>& needles) {

@@ -10,17 +10,11 @@
 #include "config/load.hpp"
 #include "core/error.hpp"
 #include "scratch_dir.hpp"
+#include "input_error.hpp"
 
 namespace {
 
-std::string input_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const synth::InputError& e) {
-    return e.what();
-  }
-  return "(no InputError)";
-}
+using synth::test::input_error;
 
 }  // namespace
 

@@ -15,6 +15,7 @@
 #include "io/image.hpp"
 #include "jpeg_tree.hpp"
 #include "scratch_dir.hpp"
+#include "input_error.hpp"
 
 TEST_CASE("topk_correct counts top-1 and top-5 hits") {
   // 3 samples x 6 classes; ranks of the true class: 1st, 3rd, 6th.
@@ -176,14 +177,7 @@ struct Trees {
   }
 };
 
-std::string input_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const synth::InputError& e) {
-    return e.what();
-  }
-  return "(no InputError)";
-}
+using synth::test::input_error;
 
 }  // namespace
 

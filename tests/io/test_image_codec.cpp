@@ -14,24 +14,14 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "io/image.hpp"
+#include "scratch_dir.hpp"
 
 namespace fs = std::filesystem;
 using synth::ImageU8;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("synth_test_image_codec_" + std::to_string(::getpid()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using TempDir = synth::test::ScratchDir;
 
 // Smooth gradients plus a little CounterRng noise: natural-image-like content for which a
 // quality-95 JPEG is close to lossless.

@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "io/safetensors.hpp"
+#include "scratch_dir.hpp"
 
 namespace fs = std::filesystem;
 using synth::InputError;
@@ -18,15 +19,7 @@ using synth::SafeTensorsFile;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("synth_st_" + std::to_string(::getpid()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using TempDir = synth::test::ScratchDir;
 
 // A raw safetensors file: header text as given, then `data_bytes` zero bytes.
 void write_raw(const std::string& path, const std::string& header, size_t data_bytes, int64_t header_len = -1) {

@@ -10,6 +10,8 @@
 #include "core/error.hpp"
 #include "prompts/classes.hpp"
 #include "prompts/wordnet.hpp"
+#include "scratch_dir.hpp"
+#include "input_error.hpp"
 
 namespace fs = std::filesystem;
 using synth::ClassInfo;
@@ -20,23 +22,15 @@ const std::string kDataNoun = "/usr/share/wordnet/data.noun";
 const std::string kClasses = std::string(SYNTH_SOURCE_DIR) + "/configs/classes/";
 const std::string kData = std::string(SYNTH_SOURCE_DIR) + "/configs/data/";
 
+// Files in a folder of this test binary's own, removed when it exits.
 std::string temp_file(const std::string& name, const std::string& content) {
-  const fs::path dir = fs::temp_directory_path() / "synth_test_prompts";
-  fs::create_directories(dir);
-  const fs::path p = dir / name;
+  static const synth::test::ScratchDir dir("classes");
+  const fs::path p = dir.path / name;
   std::ofstream(p, std::ios::binary) << content;
   return p.string();
 }
 
-template <class F>
-std::string input_error_of(F&& f) {
-  try {
-    f();
-  } catch (const synth::InputError& e) {
-    return e.what();
-  }
-  return "<no InputError>";
-}
+using synth::test::input_error;
 
 const ClassInfo& by_id(const std::vector<ClassInfo>& classes, const std::string& id) {
   for (const auto& c : classes)
@@ -149,12 +143,12 @@ TEST_CASE("WordNet parsing: markers, instance hypernyms, several hypernyms, glos
   CHECK(wn.class_info("n00000200").definition == "another; not a thing");
   CHECK(wn.class_info("n00000200").hypernyms.empty());
   CHECK(synth::gloss_definition("x y; \"z\"") == "x y");
-  CHECK(input_error_of([&] { wn.class_info("n99999999"); }).find("n99999999 not found") != std::string::npos);
-  CHECK(input_error_of([&] { wn.class_info("n123"); }).find("malformed WordNet noun id 'n123'") != std::string::npos);
-  CHECK(input_error_of([&] { wn.class_info("02086910"); }).find("malformed") != std::string::npos);
-  CHECK(input_error_of([] { synth::WordNetNouns("/nonexistent/data.noun"); }).find("/nonexistent/data.noun") !=
+  CHECK(input_error([&] { wn.class_info("n99999999"); }).find("n99999999 not found") != std::string::npos);
+  CHECK(input_error([&] { wn.class_info("n123"); }).find("malformed WordNet noun id 'n123'") != std::string::npos);
+  CHECK(input_error([&] { wn.class_info("02086910"); }).find("malformed") != std::string::npos);
+  CHECK(input_error([] { synth::WordNetNouns("/nonexistent/data.noun"); }).find("/nonexistent/data.noun") !=
         std::string::npos);
-  CHECK(input_error_of([] { synth::WordNetNouns(temp_file("empty.noun", "  license only\n")); }).find("no synset lines") !=
+  CHECK(input_error([] { synth::WordNetNouns(temp_file("empty.noun", "  license only\n")); }).find("no synset lines") !=
         std::string::npos);
 }
 
@@ -173,16 +167,16 @@ TEST_CASE("class file format: custom lists, round trip, errors") {
   CHECK(back[0].name == "a, b");
   CHECK(back[0].hypernyms == "c");
   CHECK(back[1].definition == "y");
-  CHECK(input_error_of([] { synth::format_class_file({{"", "a\tb", "", ""}}); }).find("tab or newline") != std::string::npos);
+  CHECK(input_error([] { synth::format_class_file({{"", "a\tb", "", ""}}); }).find("tab or newline") != std::string::npos);
 
-  CHECK(input_error_of([] { synth::parse_class_file("id\tname\n", "e.tsv"); }) == "e.tsv: class list is empty");
-  CHECK(input_error_of([] { synth::parse_class_file("# only comments\n", "e.tsv"); }) == "e.tsv: class list is empty");
-  CHECK(input_error_of([] { synth::parse_class_file("id\tlabel\n", "h.tsv"); }).find("h.tsv:1: unknown column 'label'") == 0);
-  CHECK(input_error_of([] { synth::parse_class_file("id\tdefinition\nx\ty\n", "h.tsv"); }).find("no 'name' column") != std::string::npos);
-  CHECK(input_error_of([] { synth::parse_class_file("name\tname\n", "h.tsv"); }).find("appears twice") != std::string::npos);
-  CHECK(input_error_of([] { synth::parse_class_file("id\tname\nn1\t\n", "r.tsv"); }) == "r.tsv:2: empty class name");
-  CHECK(input_error_of([] { synth::parse_class_file("name\na\tb\n", "r.tsv"); }).find("r.tsv:2: 2 fields") == 0);
-  CHECK(input_error_of([] { synth::parse_class_file("id\tname\nn1\ta\nn1\tb\n", "r.tsv"); }) == "r.tsv:3: duplicate class id 'n1'");
-  CHECK(input_error_of([] { synth::load_class_file("/nonexistent/classes.tsv"); }) == "/nonexistent/classes.tsv: cannot open file");
-  CHECK(input_error_of([] { synth::load_id_list(temp_file("ids.txt", "# nothing\n\n")); }).find("id list is empty") != std::string::npos);
+  CHECK(input_error([] { synth::parse_class_file("id\tname\n", "e.tsv"); }) == "e.tsv: class list is empty");
+  CHECK(input_error([] { synth::parse_class_file("# only comments\n", "e.tsv"); }) == "e.tsv: class list is empty");
+  CHECK(input_error([] { synth::parse_class_file("id\tlabel\n", "h.tsv"); }).find("h.tsv:1: unknown column 'label'") == 0);
+  CHECK(input_error([] { synth::parse_class_file("id\tdefinition\nx\ty\n", "h.tsv"); }).find("no 'name' column") != std::string::npos);
+  CHECK(input_error([] { synth::parse_class_file("name\tname\n", "h.tsv"); }).find("appears twice") != std::string::npos);
+  CHECK(input_error([] { synth::parse_class_file("id\tname\nn1\t\n", "r.tsv"); }) == "r.tsv:2: empty class name");
+  CHECK(input_error([] { synth::parse_class_file("name\na\tb\n", "r.tsv"); }).find("r.tsv:2: 2 fields") == 0);
+  CHECK(input_error([] { synth::parse_class_file("id\tname\nn1\ta\nn1\tb\n", "r.tsv"); }) == "r.tsv:3: duplicate class id 'n1'");
+  CHECK(input_error([] { synth::load_class_file("/nonexistent/classes.tsv"); }) == "/nonexistent/classes.tsv: cannot open file");
+  CHECK(input_error([] { synth::load_id_list(temp_file("ids.txt", "# nothing\n\n")); }).find("id list is empty") != std::string::npos);
 }

@@ -11,6 +11,8 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "prompts/prompt_stream.hpp"
+#include "scratch_dir.hpp"
+#include "input_error.hpp"
 
 namespace fs = std::filesystem;
 using synth::ClassInfo;
@@ -22,15 +24,7 @@ namespace {
 
 const std::string kRoot = SYNTH_SOURCE_DIR;
 
-template <class F>
-std::string input_error_of(F&& f) {
-  try {
-    f();
-  } catch (const synth::InputError& e) {
-    return e.what();
-  }
-  return "<no InputError>";
-}
+using synth::test::input_error;
 
 std::vector<PromptTemplate> all_templates() {
   const auto a = synth::all_prompt_templates();
@@ -61,12 +55,12 @@ TEST_CASE("the six templates, exactly as in the paper") {
   CHECK(synth::render_prompt(T::kMultipleDifferentCHc, papillon) == "a photo of multiple different papillon, toy spaniel");
   CHECK(synth::render_prompt(T::kCHcInsideB, papillon, "bamboo forest") == "papillon, toy spaniel inside bamboo forest");
   for (T t : synth::all_prompt_templates()) CHECK(synth::parse_template_name(synth::template_name(t)) == t);
-  CHECK(input_error_of([] { synth::parse_template_name("c_hc_b"); }).find("unknown prompt template 'c_hc_b' (valid: c, c_hc,") == 0);
+  CHECK(input_error([] { synth::parse_template_name("c_hc_b"); }).find("unknown prompt template 'c_hc_b' (valid: c, c_hc,") == 0);
   const ClassInfo bare{"", "red panda", "", ""};
   CHECK(synth::render_prompt(T::kC, bare) == "red panda");
-  CHECK(input_error_of([&] { synth::render_prompt(T::kCHc, bare); }) ==
+  CHECK(input_error([&] { synth::render_prompt(T::kCHc, bare); }) ==
         "prompt template c_hc needs hypernyms, class 'red panda' has none");
-  CHECK(input_error_of([&] { synth::render_prompt(T::kCDc, bare); }).find("needs a definition") != std::string::npos);
+  CHECK(input_error([&] { synth::render_prompt(T::kCDc, bare); }).find("needs a definition") != std::string::npos);
 }
 
 TEST_CASE("Places365 scenes made readable") {
@@ -172,7 +166,8 @@ TEST_CASE("class weights: frequencies follow the weights, still a pure function 
     classes.push_back({"c" + std::to_string(c), "class " + std::to_string(c), "h", "d"});
     weights_file += "c" + std::to_string(c) + "\t" + std::to_string(c == 3 ? 0 : c + 1) + "\n";
   }
-  const fs::path path = fs::temp_directory_path() / "synth_test_prompts_weights.txt";
+  const synth::test::ScratchDir dir("prompt_weights");
+  const fs::path path = dir.path / "weights.txt";
   std::ofstream(path) << "# per-class counts\n" << weights_file;
   const auto weights = synth::load_class_weights(path.string(), classes);
   CHECK(weights[9] == 10);
@@ -191,12 +186,12 @@ TEST_CASE("class weights: frequencies follow the weights, still a pure function 
   PromptStream again(5, classes, {PromptTemplate::kC}, {}, {}, 1, weights);
   for (uint64_t i : {123456789ull, 0ull, 77ull}) CHECK(same(again.at(i), stream.at(i)));
 
-  CHECK(input_error_of([&] { synth::load_class_weights(path.string(), {classes.begin(), classes.begin() + 5}); })
+  CHECK(input_error([&] { synth::load_class_weights(path.string(), {classes.begin(), classes.begin() + 5}); })
             .find("class 'c5' is not in the class list") != std::string::npos);
   std::ofstream(path) << "c0 1\nc1 -2\n";
-  CHECK(input_error_of([&] { synth::load_class_weights(path.string(), classes); }).find(":2: weight '-2'") != std::string::npos);
+  CHECK(input_error([&] { synth::load_class_weights(path.string(), classes); }).find(":2: weight '-2'") != std::string::npos);
   std::ofstream(path) << "c0 1\n";
-  CHECK(input_error_of([&] { synth::load_class_weights(path.string(), classes); }).find("no weight for class 'c1'") !=
+  CHECK(input_error([&] { synth::load_class_weights(path.string(), classes); }).find("no weight for class 'c1'") !=
         std::string::npos);
 }
 
@@ -221,21 +216,21 @@ TEST_CASE("from_config, listing and bad configurations") {
   no_scene.template_weights = {1, 1, 1, 1, 1, 0};
   CHECK(PromptStream::from_config(no_scene).scenes().empty());
   no_scene.template_weights = {1, 1, 1, 1, 1, 1};
-  CHECK(input_error_of([&] { PromptStream::from_config(no_scene); }) == "/nonexistent/scenes.txt: cannot open file");
+  CHECK(input_error([&] { PromptStream::from_config(no_scene); }) == "/nonexistent/scenes.txt: cannot open file");
 
   const std::vector<ClassInfo> bare = {{"", "red panda", "", "a mammal"}};
-  CHECK(input_error_of([&] { PromptStream(0, {}, {PromptTemplate::kC}, {}, {}); }) == "prompt stream: class list is empty");
-  CHECK(input_error_of([&] { PromptStream(0, bare, {PromptTemplate::kCHc}, {}, {}); }).find("needs hypernyms") != std::string::npos);
+  CHECK(input_error([&] { PromptStream(0, {}, {PromptTemplate::kC}, {}, {}); }) == "prompt stream: class list is empty");
+  CHECK(input_error([&] { PromptStream(0, bare, {PromptTemplate::kCHc}, {}, {}); }).find("needs hypernyms") != std::string::npos);
   CHECK_NOTHROW(PromptStream(0, bare, {PromptTemplate::kC, PromptTemplate::kCDc, PromptTemplate::kCHc}, {1, 1, 0}, {}));
-  CHECK(input_error_of([&] { PromptStream(0, bare, {PromptTemplate::kC}, {}, {}, 0); }).find("block_multiplier must be >= 1") !=
+  CHECK(input_error([&] { PromptStream(0, bare, {PromptTemplate::kC}, {}, {}, 0); }).find("block_multiplier must be >= 1") !=
         std::string::npos);
-  CHECK(input_error_of([&] { PromptStream(0, bare, {PromptTemplate::kC}, {}, {}, int64_t(1) << 40); }).find("exceeds") !=
+  CHECK(input_error([&] { PromptStream(0, bare, {PromptTemplate::kC}, {}, {}, int64_t(1) << 40); }).find("exceeds") !=
         std::string::npos);
-  CHECK(input_error_of([&] { PromptStream(0, bare, {PromptTemplate::kC}, {1, 2}, {}); }).find("2 template weights for 1") !=
+  CHECK(input_error([&] { PromptStream(0, bare, {PromptTemplate::kC}, {1, 2}, {}); }).find("2 template weights for 1") !=
         std::string::npos);
-  CHECK(input_error_of([&] { PromptStream(0, bare, {PromptTemplate::kC}, {0}, {}); }).find("sum to zero") != std::string::npos);
-  CHECK(input_error_of([&] { PromptStream(0, bare, {}, {}, {}); }).find("no prompt templates") != std::string::npos);
+  CHECK(input_error([&] { PromptStream(0, bare, {PromptTemplate::kC}, {0}, {}); }).find("sum to zero") != std::string::npos);
+  CHECK(input_error([&] { PromptStream(0, bare, {}, {}, {}); }).find("no prompt templates") != std::string::npos);
   synth::PromptStreamConfig bad_name = config;
   bad_name.templates = {"c", "photo"};
-  CHECK(input_error_of([&] { PromptStream::from_config(bad_name); }).find("unknown prompt template 'photo'") == 0);
+  CHECK(input_error([&] { PromptStream::from_config(bad_name); }).find("unknown prompt template 'photo'") == 0);
 }

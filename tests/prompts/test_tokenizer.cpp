@@ -12,6 +12,8 @@
 #include "core/error.hpp"
 #include "io/safetensors.hpp"
 #include "text/tokenizer.hpp"
+#include "scratch_dir.hpp"
+#include "input_error.hpp"
 
 namespace fs = std::filesystem;
 using synth::ClipTokenizer;
@@ -20,15 +22,7 @@ namespace {
 
 const std::string kTinySd = std::string(SYNTH_TEST_DATA) + "/tiny-sd";
 
-template <class F>
-std::string input_error_of(F&& f) {
-  try {
-    f();
-  } catch (const synth::InputError& e) {
-    return e.what();
-  }
-  return "<no InputError>";
-}
+using synth::test::input_error;
 
 // vectors.json also holds non-JSON numbers (-Infinity in scheduler configs), so only its first
 // "prompts" array is cut out and parsed.
@@ -47,9 +41,11 @@ const ClipTokenizer& tokenizer() {
   return tok;
 }
 
-// A tokenizer folder with the given file contents (empty string = file absent).
+// A tokenizer folder with the given file contents (empty string = file absent), in a folder of this
+// test binary's own, removed when it exits.
 std::string tokenizer_dir(const std::string& name, const std::string& vocab, const std::string& merges) {
-  const fs::path dir = fs::temp_directory_path() / "synth_test_tokenizer" / name;
+  static const synth::test::ScratchDir root("tokenizer");
+  const fs::path dir = root.path / name;
   fs::create_directories(dir);
   fs::remove(dir / "vocab.json");
   fs::remove(dir / "merges.txt");
@@ -124,7 +120,7 @@ TEST_CASE("special ids, padding, truncation keeping eos") {
   CHECK(ids[75] == tok.bpe_ids("dog")[0]);
   CHECK(ids[76] == 49407);
   CHECK(tok.encode("dog", 4) == std::vector<int64_t>{49406, tok.bpe_ids("dog")[0], 49407, 49407});
-  CHECK(input_error_of([&] { tok.encode("x", 1); }).find("context length must be >= 2") != std::string::npos);
+  CHECK(input_error([&] { tok.encode("x", 1); }).find("context length must be >= 2") != std::string::npos);
   CHECK(tok.bpe_tokens("papillon, toy spaniel") ==
         std::vector<std::string>{"pap", "illon</w>", ",</w>", "toy</w>", "spaniel</w>"});
   CHECK(tok.decode(tok.encode("A photo of multiple different Shih-Tzu, toy dog")) ==
@@ -179,22 +175,22 @@ TEST_CASE("bad tokenizer files: one InputError naming the file") {
     CHECK(ok.bpe_tokens("ab aab") == std::vector<std::string>{"ab</w>", "a", "ab</w>"});
   }
   std::string dir = tokenizer_dir("missing", "", merges);
-  CHECK(input_error_of([&] { ClipTokenizer t(dir); }) == dir + "/vocab.json: cannot open CLIP vocabulary");
+  CHECK(input_error([&] { ClipTokenizer t(dir); }) == dir + "/vocab.json: cannot open CLIP vocabulary");
   dir = tokenizer_dir("no_merges", vocab, "");
-  CHECK(input_error_of([&] { ClipTokenizer t(dir); }) == dir + "/merges.txt: cannot open BPE merges");
+  CHECK(input_error([&] { ClipTokenizer t(dir); }) == dir + "/merges.txt: cannot open BPE merges");
   dir = tokenizer_dir("bad_json", "{\"a\": 1,", merges);
-  CHECK(input_error_of([&] { ClipTokenizer t(dir); }).find(dir + "/vocab.json: malformed JSON") == 0);
+  CHECK(input_error([&] { ClipTokenizer t(dir); }).find(dir + "/vocab.json: malformed JSON") == 0);
   dir = tokenizer_dir("array", "[1, 2]", merges);
-  CHECK(input_error_of([&] { ClipTokenizer t(dir); }).find(dir + "/vocab.json: expected a non-empty JSON object") == 0);
+  CHECK(input_error([&] { ClipTokenizer t(dir); }).find(dir + "/vocab.json: expected a non-empty JSON object") == 0);
   dir = tokenizer_dir("string_id", "{\"a\": \"1\"}", merges);
-  CHECK(input_error_of([&] { ClipTokenizer t(dir); }) == dir + "/vocab.json: id of token 'a' is not an integer");
+  CHECK(input_error([&] { ClipTokenizer t(dir); }) == dir + "/vocab.json: id of token 'a' is not an integer");
   dir = tokenizer_dir("no_specials", small_vocab({"ab", "ab</w>"}, false), merges);
-  CHECK(input_error_of([&] { ClipTokenizer t(dir); }) == dir + "/vocab.json: no '<|startoftext|>' token");
+  CHECK(input_error([&] { ClipTokenizer t(dir); }) == dir + "/vocab.json: no '<|startoftext|>' token");
   dir = tokenizer_dir("three_fields", vocab, "#version: 0.2\na b c\n");
-  CHECK(input_error_of([&] { ClipTokenizer t(dir); }) ==
+  CHECK(input_error([&] { ClipTokenizer t(dir); }) ==
         dir + "/merges.txt:2: expected two symbols separated by one space, got 'a b c'");
   dir = tokenizer_dir("unknown_symbol", vocab, "#version: 0.2\nb c\n");
-  CHECK(input_error_of([&] { ClipTokenizer t(dir); }).find(dir + "/merges.txt:2: merge 'b c' uses or makes a symbol not in") == 0);
+  CHECK(input_error([&] { ClipTokenizer t(dir); }).find(dir + "/merges.txt:2: merge 'b c' uses or makes a symbol not in") == 0);
   dir = tokenizer_dir("only_header", vocab, "#version: 0.2\n");
-  CHECK(input_error_of([&] { ClipTokenizer t(dir); }) == dir + "/merges.txt: no merges");
+  CHECK(input_error([&] { ClipTokenizer t(dir); }) == dir + "/merges.txt: no merges");
 }

@@ -18,26 +18,15 @@
 #include "run/metrics.hpp"
 #include "run/progress.hpp"
 #include "run/run_dir.hpp"
+#include "scratch_dir.hpp"
+#include "input_error.hpp"
 
 using namespace synth;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh scratch folder per test case, removed afterwards.
-struct Scratch {
-  fs::path dir;
-  Scratch() {
-    static int n = 0;
-    dir = fs::temp_directory_path() / ("synth_test_run_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-};
+using Scratch = synth::test::ScratchDir;
 
 Config config_in(const fs::path& dir, const std::string& name) {
   Config c;
@@ -60,25 +49,17 @@ std::vector<std::string> lines_of(const fs::path& p) {
   return out;
 }
 
-template <class F>
-std::string input_error(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
+using synth::test::input_error;
 
 }  // namespace
 
 TEST_CASE("a new run directory holds config.toml, log.txt, metrics.jsonl and checkpoints/") {
   Scratch s;
-  Config cfg = config_in(s.dir, "fresh");
+  Config cfg = config_in(s.path, "fresh");
   cfg.train.batch_size = 64;
   cfg.optim.lr = 0.123;
   const RunDir rd = open_run_dir(cfg, false, false);
-  CHECK(rd.root == s.dir / "fresh");
+  CHECK(rd.root == s.path / "fresh");
   CHECK(fs::is_directory(rd.checkpoints));
   CHECK(fs::is_regular_file(rd.metrics_file));
   CHECK(fs::file_size(rd.metrics_file) == 0);
@@ -107,28 +88,28 @@ TEST_CASE("a new run directory holds config.toml, log.txt, metrics.jsonl and che
 
 TEST_CASE("an existing empty directory is used; a non-empty one needs --resume") {
   Scratch s;
-  fs::create_directories(s.dir / "empty");
-  CHECK_NOTHROW(open_run_dir(config_in(s.dir, "empty"), false, false));
+  fs::create_directories(s.path / "empty");
+  CHECK_NOTHROW(open_run_dir(config_in(s.path, "empty"), false, false));
 
-  open_run_dir(config_in(s.dir, "x"), false, false);
-  const std::string root = (s.dir / "x").string();
-  CHECK(input_error([&] { open_run_dir(config_in(s.dir, "x"), false, false); }) ==
+  open_run_dir(config_in(s.path, "x"), false, false);
+  const std::string root = (s.path / "x").string();
+  CHECK(input_error([&] { open_run_dir(config_in(s.path, "x"), false, false); }) ==
         root + " exists and is not empty; pass --resume or choose another run.name");
 
-  CHECK(input_error([&] { open_run_dir(config_in(s.dir, "missing"), true, false); }) ==
-        (s.dir / "missing").string() + " does not exist; nothing to resume (drop --resume to start a new run)");
-  fs::create_directories(s.dir / "hollow");
-  CHECK(input_error([&] { open_run_dir(config_in(s.dir, "hollow"), true, false); }) ==
-        (s.dir / "hollow").string() + " is empty; nothing to resume (drop --resume to start a new run)");
+  CHECK(input_error([&] { open_run_dir(config_in(s.path, "missing"), true, false); }) ==
+        (s.path / "missing").string() + " does not exist; nothing to resume (drop --resume to start a new run)");
+  fs::create_directories(s.path / "hollow");
+  CHECK(input_error([&] { open_run_dir(config_in(s.path, "hollow"), true, false); }) ==
+        (s.path / "hollow").string() + " is empty; nothing to resume (drop --resume to start a new run)");
 
-  std::ofstream(s.dir / "file") << "x";
-  CHECK(input_error([&] { open_run_dir(config_in(s.dir, "file"), false, false); }) ==
-        (s.dir / "file").string() + " exists and is not a directory; choose another run.name");
+  std::ofstream(s.path / "file") << "x";
+  CHECK(input_error([&] { open_run_dir(config_in(s.path, "file"), false, false); }) ==
+        (s.path / "file").string() + " exists and is not a directory; choose another run.name");
 }
 
 TEST_CASE("resume appends to log and metrics and reports changed settings") {
   Scratch s;
-  Config cfg = config_in(s.dir, "r");
+  Config cfg = config_in(s.path, "r");
   {
     RunDir rd = open_run_dir(cfg, false, false);
     rd.logger->info("first session");
@@ -154,7 +135,7 @@ TEST_CASE("resume appends to log and metrics and reports changed settings") {
 
 TEST_CASE("every metrics line is one valid JSON object, also with awkward values and threads") {
   Scratch s;
-  const fs::path path = s.dir / "metrics.jsonl";
+  const fs::path path = s.path / "metrics.jsonl";
   {
     MetricsWriter m(path);
     m.write({{"text", "new\nline \"quoted\" tab\t"}, {"bad_utf8", std::string("\xff\xfe ok")}});
@@ -185,8 +166,8 @@ TEST_CASE("every metrics line is one valid JSON object, also with awkward values
   CHECK(first["bad_utf8"] == "\xef\xbf\xbd\xef\xbf\xbd ok");
   CHECK(nlohmann::json::parse(lines[1])["nan"].is_null());
   CHECK(nlohmann::json::parse(lines[2])["nested"]["top5"] == 0.9);
-  CHECK(input_error([&] { MetricsWriter bad(s.dir / "no" / "such" / "m.jsonl"); }).rfind(
-            "cannot open metrics file '" + (s.dir / "no" / "such" / "m.jsonl").string() + "'", 0) == 0);
+  CHECK(input_error([&] { MetricsWriter bad(s.path / "no" / "such" / "m.jsonl"); }).rfind(
+            "cannot open metrics file '" + (s.path / "no" / "such" / "m.jsonl").string() + "'", 0) == 0);
 }
 
 TEST_CASE("progress formatting") {

@@ -17,6 +17,7 @@
 #include "sources/producer.hpp"
 #include "stream/batcher.hpp"
 #include "stream/ring.hpp"
+#include "scratch_dir.hpp"
 
 namespace fs = std::filesystem;
 
@@ -24,19 +25,7 @@ namespace {
 
 const std::string kFmnist = "/usr/share/datasets/fashion-mnist";
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("synth_test_sources_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using TempDir = synth::test::ScratchDir;
 
 uint64_t fnv1a(const uint8_t* p, size_t n) {
   uint64_t h = 1469598103934665603ull;
