@@ -16,39 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool is_image_name(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  return ext == ".jpg" || ext == ".jpeg" || ext == ".png";
-}
-
-// Class folders of root, sorted; hidden entries (.cache, .DS_Store) are not classes.
-std::vector<std::string> class_folders(const std::string& root) {
-  std::error_code ec;
-  std::vector<std::string> folders;
-  for (const fs::directory_entry& e : fs::directory_iterator(root, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.empty() || name[0] == '.') continue;
-    if (e.is_directory(ec)) folders.push_back(name);
-  }
-  if (ec) throw InputError(root + ": cannot list evaluation set folder: " + ec.message());
-  std::sort(folders.begin(), folders.end());
-  if (folders.empty()) throw InputError(root + ": evaluation set has no class folders");
-  return folders;
-}
-
-std::vector<std::string> images_under(const fs::path& folder) {
-  std::error_code ec;
-  std::vector<std::string> files;
-  for (auto walk = fs::recursive_directory_iterator(folder, ec); !ec && walk != fs::recursive_directory_iterator();
-       walk.increment(ec)) {
-    if (walk->is_regular_file(ec) && is_image_name(walk->path())) files.push_back(walk->path().string());
-  }
-  if (ec) throw InputError(folder.string() + ": cannot list folder: " + ec.message());
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
 class FolderSet final : public Dataset {
  public:
   FolderSet(std::vector<std::string> files, std::vector<int> labels, std::vector<std::string> names)
@@ -75,7 +42,7 @@ int64_t class_index(const std::string& folder, size_t count) {
 }
 
 std::unique_ptr<Dataset> open_folders(const EvalSetConfig& set, const ClassIds& classes, OpenedEvalSet& out) {
-  const std::vector<std::string> folders = class_folders(set.path);
+  const std::vector<std::string> folders = class_folders(set.path, "evaluation set");
   const fs::path root(set.path);
   const bool sorted = set.layout == "sorted", index = set.layout == "index";
   if (!sorted && classes.ids.empty())
@@ -107,7 +74,7 @@ std::unique_ptr<Dataset> open_folders(const EvalSetConfig& set, const ClassIds& 
       if (it == row_of.end()) {
         if (set.unknown == "skip") {
           ++out.unknown_folders;
-          out.unknown_images += int64_t(images_under(dir).size());
+          out.unknown_images += int64_t(images_under(dir.string()).size());
           continue;
         }
         throw InputError(dir.string() + ": class folder '" + folder + "'" + (index ? " (id " + id + ")" : "") +
@@ -120,7 +87,7 @@ std::unique_ptr<Dataset> open_folders(const EvalSetConfig& set, const ClassIds& 
     if (!fresh)
       throw InputError(dir.string() + ": folders '" + other->second + "' and '" + folder + "' both name class " +
                        classes.ids[size_t(row)]);
-    for (std::string& file : images_under(dir)) {
+    for (std::string& file : images_under(dir.string())) {
       files.push_back(std::move(file));
       labels.push_back(row);
     }

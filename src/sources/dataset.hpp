@@ -30,6 +30,15 @@ std::unique_ptr<Dataset> open_idx_dataset(const std::string& dir, const std::str
 // (when non-empty; an unknown folder is an InputError), else sorted folder names become labels.
 std::unique_ptr<Dataset> open_image_folder(const std::string& root, const std::vector<std::string>& class_ids = {});
 
+// The listing rules of ImageFolder trees, shared with the evaluation sets (eval/eval_set.hpp).
+// Class folders: the sub-folders of root that are not hidden (.cache, .DS_Store), sorted;
+// InputError naming root when it cannot be listed or has none (`what` names the tree in the
+// message, e.g. "evaluation set").
+std::vector<std::string> class_folders(const std::string& root, const std::string& what);
+// Images: the .jpg/.jpeg/.png files (any case) anywhere below folder, sorted by path, so a tree
+// always gives the same order whatever the file system's directory order.
+std::vector<std::string> images_under(const std::string& folder);
+
 }  // namespace synth
 
 namespace synth {

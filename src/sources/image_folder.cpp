@@ -27,15 +27,7 @@ class ImageFolder : public Dataset {
   ImageFolder(const std::string& root, const std::vector<std::string>& class_ids) : root_(root) {
     std::error_code ec;
     if (!fs::is_directory(root, ec)) throw InputError(root + ": ImageFolder root is not a directory");
-    std::vector<std::string> folders;
-    for (const fs::directory_entry& e : fs::directory_iterator(root, ec)) {
-      const std::string name = e.path().filename().string();
-      if (name.empty() || name[0] == '.') continue;  // .cache, .DS_Store and friends
-      if (e.is_directory(ec)) folders.push_back(name);
-    }
-    if (ec) throw InputError(root + ": cannot list ImageFolder root: " + ec.message());
-    std::sort(folders.begin(), folders.end());
-    if (folders.empty()) throw InputError(root + ": ImageFolder root has no class sub-folders");
+    const std::vector<std::string> folders = class_folders(root, "ImageFolder root");
 
     std::map<std::string, int> label_of;
     if (!class_ids.empty()) {
@@ -50,13 +42,7 @@ class ImageFolder : public Dataset {
       if (it == label_of.end())
         throw InputError((fs::path(root) / folder).string() + ": folder name '" + folder + "' is not in the class list (" +
                          std::to_string(class_ids.size()) + " classes)");
-      std::vector<std::string> files;
-      for (auto walk = fs::recursive_directory_iterator(fs::path(root) / folder, ec); !ec && walk != fs::recursive_directory_iterator();
-           walk.increment(ec)) {
-        if (walk->is_regular_file(ec) && is_image_name(walk->path())) files.push_back(walk->path().string());
-      }
-      if (ec) throw InputError((fs::path(root) / folder).string() + ": cannot list folder: " + ec.message());
-      std::sort(files.begin(), files.end());
+      std::vector<std::string> files = images_under((fs::path(root) / folder).string());
       for (std::string& f : files) {
         files_.push_back(std::move(f));
         labels_.push_back(it->second);
@@ -85,6 +71,32 @@ class ImageFolder : public Dataset {
 };
 
 }  // namespace
+
+std::vector<std::string> class_folders(const std::string& root, const std::string& what) {
+  std::error_code ec;
+  std::vector<std::string> folders;
+  for (const fs::directory_entry& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name[0] == '.') continue;
+    if (e.is_directory(ec)) folders.push_back(name);
+  }
+  if (ec) throw InputError(root + ": cannot list " + what + ": " + ec.message());
+  std::sort(folders.begin(), folders.end());
+  if (folders.empty()) throw InputError(root + ": " + what + " has no class folders");
+  return folders;
+}
+
+std::vector<std::string> images_under(const std::string& folder) {
+  std::error_code ec;
+  std::vector<std::string> files;
+  for (auto walk = fs::recursive_directory_iterator(folder, ec); !ec && walk != fs::recursive_directory_iterator();
+       walk.increment(ec)) {
+    if (walk->is_regular_file(ec) && is_image_name(walk->path())) files.push_back(walk->path().string());
+  }
+  if (ec) throw InputError(folder + ": cannot list folder: " + ec.message());
+  std::sort(files.begin(), files.end());
+  return files;
+}
 
 std::unique_ptr<Dataset> open_image_folder(const std::string& root, const std::vector<std::string>& class_ids) {
   return std::make_unique<ImageFolder>(root, class_ids);
