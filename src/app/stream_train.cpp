@@ -176,12 +176,16 @@ int main(int argc, char** argv) {
                        std::to_string(s.steps) + " steps (" + synth::format_duration(s.seconds) + ", " +
                        synth::format_rate(rate) + "), " + std::to_string(s.duplicates) + " duplicates, " +
                        std::to_string(s.gaps) + " gaps";
-    if (s.last_eval.images > 0) {
-      char acc[96];
-      std::snprintf(acc, sizeof acc, "; %s top-1 %.2f%% top-5 %.2f%% on %lld images", s.last_eval.set.c_str(),
-                    100.0 * s.last_eval.top1, 100.0 * s.last_eval.top5, (long long)s.last_eval.images);
+    nlohmann::json evals = nlohmann::json::array();
+    for (const synth::EvalResult& e : s.last_eval) {
+      char acc[160];
+      std::snprintf(acc, sizeof acc, "; %s top-1 %.2f%% top-5 %.2f%% on %lld images", e.set.c_str(), 100.0 * e.top1,
+                    100.0 * e.top5, (long long)e.images);
       line += acc;
+      evals.push_back({{"set", e.set}, {"images", e.images}, {"skipped", e.skipped}, {"top1", e.top1}, {"top5", e.top5}});
     }
+    // The first set (eval.source's, or the first of eval.sets) is the run's headline figure.
+    const synth::EvalResult first = s.last_eval.empty() ? synth::EvalResult{} : s.last_eval.front();
     run.logger->info("{}", line);
     metrics.write({{"event", "summary"},
                    {"images_produced", s.images_produced},
@@ -194,10 +198,11 @@ int main(int argc, char** argv) {
                    {"interrupted", s.interrupted},
                    {"seconds", s.seconds},
                    {"trainer_stall", s.trainer_stall},
-                   {"eval_set", s.last_eval.set},
-                   {"eval_images", s.last_eval.images},
-                   {"top1", s.last_eval.top1},
-                   {"top5", s.last_eval.top5}});
+                   {"eval_set", first.set},
+                   {"eval_images", first.images},
+                   {"top1", first.top1},
+                   {"top5", first.top5},
+                   {"eval", evals}});
     run.logger->info("report: {}", synth::write_report(run.root).string());
     return s.interrupted ? 130 : 0;
   });

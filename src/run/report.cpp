@@ -155,6 +155,17 @@ std::string render_report(const fs::path& run_dir) {
                             "exactly_once", "interrupted", "seconds", "eval_set", "top1", "top5"})
       if (summary->contains(key)) o << "<tr><th>" << key << "</th><td>" << escape(summary->at(key).dump()) << "</td></tr>";
     o << "</table>";
+    if (summary->contains("eval") && summary->at("eval").is_array() && !summary->at("eval").empty()) {
+      o << "<h3>Last evaluation, every set</h3><table><tr><th>set</th><th>images</th><th>skipped</th>"
+        << "<th>top-1 %</th><th>top-5 %</th></tr>";
+      for (const nlohmann::json& e : summary->at("eval")) {
+        char acc[64];
+        std::snprintf(acc, sizeof acc, "<td>%.2f</td><td>%.2f</td>", 100 * e.value("top1", NAN), 100 * e.value("top5", NAN));
+        o << "<tr><td>" << escape(e.value("set", "")) << "</td><td>" << e.value("images", 0) << "</td><td>"
+          << e.value("skipped", 0) << "</td>" << acc << "</tr>";
+      }
+      o << "</table>";
+    }
   } else {
     o << "<p>No summary yet: the run is still going, or it was stopped before its end.</p>";
   }

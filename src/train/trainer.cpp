@@ -225,6 +225,7 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
     model->eval();
     const std::vector<EvalResult> results = hooks.evaluate(classify);
     model->train();
+    summary.last_eval = results;
     for (const EvalResult& r : results) {
       char line[320];
       std::snprintf(line, sizeof line, "eval %s at %s images: top-1 %.2f%%, top-5 %.2f%% (%lld images%s, %.1fs)",
@@ -234,7 +235,6 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
       log(line);
       metric({{"event", "eval"}, {"step", state.step}, {"images", state.images_seen}, {"set", r.set},
               {"eval_images", r.images}, {"eval_skipped", r.skipped}, {"top1", r.top1}, {"top5", r.top5}});
-      summary.last_eval = r;
     }
   };
   auto checkpoint = [&] {

@@ -45,7 +45,7 @@ struct TrainSummary {
   uint64_t images_seen = 0;   // the run's position: images trained on since image 0, across resumes
   bool exactly_once = false;  // the ledger holds every index of [0, images_seen) exactly once
   bool interrupted = false;   // stopped by hooks.stop_requested; --resume continues
-  EvalResult last_eval;
+  std::vector<EvalResult> last_eval;  // the last evaluation, one result per set in set order (empty: none)
   double seconds = 0;
   double trainer_stall = 0;   // share of `seconds` the trainer waited for images (this rank)
 };

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -299,18 +300,41 @@ TEST_CASE("stream-eval: bad input exits 2; a checkpoint's accuracy equals the tr
                   {ckpt.string(), "truncated or corrupt"});
   CHECK(run(exe, {"--help"}).out.rfind("usage: stream-eval", 0) == 0);
 
-  const Result ok = run(STREAM_TRAIN_EXE, tiny_run_args(s, "ev"));
+  // Two sets: eval.source's and a second one of eval.sets (the first 300 test images).
+  std::vector<std::string> args = tiny_run_args(s, "ev");
+  for (const std::string& a : {std::string("--set"),
+                               std::string("eval.sets=[\"fmnist-300=/usr/share/datasets/fashion-mnist,layout=idx,limit=300\"]")})
+    args.push_back(a);
+  const Result ok = run(STREAM_TRAIN_EXE, args);
+  INFO("stderr: " << ok.err);
   REQUIRE(ok.code == 0);
   const fs::path root = s.path / "ev";
-  double logged = -1;
-  for (const auto& m : read_metrics(root / "metrics.jsonl"))
-    if (m.value("event", "") == "eval") logged = m["top1"].get<double>();
+  std::map<std::string, double> logged;
+  const auto metrics = read_metrics(root / "metrics.jsonl");
+  for (const auto& m : metrics)
+    if (m.value("event", "") == "eval") logged[m["set"].get<std::string>()] = m["top1"].get<double>();
+  CHECK(logged.size() == 2);
+  const auto& summary = metrics.back();
+  REQUIRE(summary["event"] == "summary");
+  CHECK(summary["eval_set"] == "fmnist-t10k");  // the headline figure: the first set
+  REQUIRE(summary["eval"].size() == 2);
+  CHECK(summary["eval"][1]["set"] == "fmnist-300");
+  CHECK(summary["eval"][1]["images"] == 300);
+  CHECK(ok.out.find("; fmnist-300 top-1 ") != std::string::npos);
+  CHECK(slurp(root / "report.html").find("<tr><td>fmnist-300</td><td>300</td><td>0</td>") != std::string::npos);
+
   const Result ev = run(exe, {"--checkpoint", (root / "checkpoints" / "ckpt-000000001024.pt").string(), "--config",
                               (root / "config.toml").string(), "--json"});
   REQUIRE(ev.code == 0);
-  const auto j = nlohmann::json::parse(ev.out);
-  CHECK(j["set"] == "fmnist-t10k");
-  CHECK(j["top1"].get<double>() == doctest::Approx(logged).epsilon(1e-9));
+  std::istringstream lines(ev.out);
+  int rows = 0;
+  for (std::string line; std::getline(lines, line); ++rows) {
+    const auto j = nlohmann::json::parse(line);
+    CAPTURE(line);
+    REQUIRE(logged.count(j["set"].get<std::string>()) == 1);
+    CHECK(j["top1"].get<double>() == doctest::Approx(logged[j["set"].get<std::string>()]).epsilon(1e-9));
+  }
+  CHECK(rows == 2);
   check_bad_input(run(exe, {"--checkpoint", (root / "checkpoints" / "ckpt-000000001024.pt").string(), "--config",
                             (root / "config.toml").string(), "--set", "model.width=0.5"}),
                   "stream-eval", {"the config asks for resnet18 width 0.5"});
