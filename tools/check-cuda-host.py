@@ -11,6 +11,7 @@ headers (/usr/local/cuda or $CUDA_HOME) and kernels/. Debian's LibTorch 1.13 shi
 ATen/cuda and ProcessGroupNCCL headers, so this catches most mistakes before a GPU session; the
 real CUDA build (LibTorch 2.x) still decides. Exit status 0 when every file compiles.
 """
+import concurrent.futures
 import json
 import os
 import pathlib
@@ -75,20 +76,26 @@ def main() -> int:
     macros = shim / "c10" / "cuda" / "impl" / "cuda_cmake_macros.h"
     macros.parent.mkdir(parents=True, exist_ok=True)
     macros.write_text("#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n")
-    failed = 0
-    for path in cuda_files():
+    def check(path):
         base = base_command(commands, path)
-        rel = path.relative_to(ROOT)
         if base is None:
-            print(f"skip {rel}: no compile command in its folder")
-            continue
+            return path, None
         cmd, cwd = base
-        cmd += DEFINES + [f"-I{CUDA_HOME}/include", f"-idirafter{shim}", f"-I{ROOT}/kernels", f"-I{ROOT}/tests", "-fsyntax-only", str(path)]
-        result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-        print(f"{'ok  ' if result.returncode == 0 else 'FAIL'} {rel}")
-        if result.returncode != 0:
-            failed += 1
-            sys.stdout.write(result.stderr)
+        cmd += DEFINES + [f"-I{CUDA_HOME}/include", f"-idirafter{shim}", f"-I{ROOT}/kernels", f"-I{ROOT}/tests",
+                          "-fsyntax-only", str(path)]
+        return path, subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+
+    failed = 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for path, result in pool.map(check, cuda_files()):
+            rel = path.relative_to(ROOT)
+            if result is None:
+                print(f"skip {rel}: no compile command in its folder")
+                continue
+            print(f"{'ok  ' if result.returncode == 0 else 'FAIL'} {rel}")
+            if result.returncode != 0:
+                failed += 1
+                sys.stdout.write(result.stderr)
     return 1 if failed else 0
 
 
