@@ -1,6 +1,7 @@
 // Class-folder trees of small real JPEG files for the evaluation tests: image "colour k" is colour
 // k of a fixed palette plus a little noise, so a nearest-colour classifier has a known answer and
-// a test can put a different colour into a class folder to make a known mistake.
+// a test can put a different colour into a class folder to make a known mistake. expected_hits is
+// the tests' own top-1/top-5 count to compare the evaluator with.
 #pragma once
 #include <algorithm>
 #include <array>
@@ -11,6 +12,9 @@
 #include <string>
 #include <vector>
 
+#include <torch/torch.h>
+
+#include "augment/simple_augment.hpp"
 #include "core/rng.hpp"
 #include "io/image.hpp"
 
@@ -67,6 +71,46 @@ inline std::vector<std::string> write_class_file(const std::filesystem::path& pa
     out << ids.back() << "\tclass " << k << "\n";
   }
   return ids;
+}
+
+// An image of a tree and its class (logit row).
+struct Item {
+  std::string file;
+  int label;
+};
+
+struct Hits {
+  int64_t images = 0, top1 = 0, top5 = 0;
+};
+
+// What an evaluation must report, computed without the evaluator: decode each file, preprocess it
+// as eval_preprocess does, run `classify` on all of them as one batch, then rank the true class
+// among the scored logits (all logits when `scored` is empty).
+template <class Classify>
+Hits expected_hits(const std::vector<Item>& items, Classify&& classify, int resize, int crop,
+                   const std::vector<double>& mean, const std::vector<double>& std,
+                   const std::vector<int64_t>& scored = {}) {
+  std::vector<torch::Tensor> images;
+  for (const Item& it : items) {
+    const ImageU8 img = decode_image_file(it.file);
+    const ImageView v{img.pixels.data(), img.height, img.width, img.channels, 0};
+    images.push_back(eval_preprocess(v, resize, crop, mean, std));
+  }
+  const torch::Tensor logits = classify(torch::stack(images));
+  Hits h;
+  for (size_t i = 0; i < items.size(); ++i) {
+    torch::Tensor row = logits[int64_t(i)];
+    int64_t target = items[i].label;
+    if (!scored.empty()) {
+      row = row.index_select(0, torch::tensor(scored, torch::kInt64));
+      target = std::find(scored.begin(), scored.end(), target) - scored.begin();
+    }
+    const int64_t rank = (row > row[target]).sum().item<int64_t>();
+    ++h.images;
+    h.top1 += rank == 0;
+    h.top5 += rank < 5;
+  }
+  return h;
 }
 
 }  // namespace synth::test

@@ -44,10 +44,7 @@ std::vector<nlohmann::json> json_lines(const std::string& text) {
   return rows;
 }
 
-struct Item {
-  std::string file;
-  int label;
-};
+using synth::test::Item;
 
 constexpr int kResize = 32, kCrop = 24;
 
@@ -93,27 +90,13 @@ struct Checkpoint {
 std::pair<int64_t, int64_t> expected_hits(synth::ResNet& model, const std::vector<Item>& items,
                                           const std::vector<int64_t>& scored = {}) {
   const synth::Config defaults;
-  std::vector<torch::Tensor> images;
-  for (const Item& it : items) {
-    const synth::ImageU8 img = synth::decode_image_file(it.file);
-    const synth::ImageView v{img.pixels.data(), img.height, img.width, img.channels, 0};
-    images.push_back(synth::eval_preprocess(v, kResize, kCrop, defaults.augment.mean, defaults.augment.std));
-  }
-  torch::NoGradGuard no_grad;
-  const torch::Tensor logits = model->forward(torch::stack(images));
-  int64_t top1 = 0, top5 = 0;
-  for (size_t i = 0; i < items.size(); ++i) {
-    torch::Tensor row = logits[int64_t(i)];
-    int64_t target = items[i].label;
-    if (!scored.empty()) {
-      row = row.index_select(0, torch::tensor(scored, torch::kInt64));
-      target = std::find(scored.begin(), scored.end(), target) - scored.begin();
-    }
-    const int64_t rank = (row > row[target]).sum().item<int64_t>();
-    top1 += rank == 0;
-    top5 += rank < 5;
-  }
-  return {top1, top5};
+  const auto classify = [&](const torch::Tensor& x) {
+    torch::NoGradGuard no_grad;
+    return model->forward(x);
+  };
+  const synth::test::Hits h =
+      synth::test::expected_hits(items, classify, kResize, kCrop, defaults.augment.mean, defaults.augment.std, scored);
+  return {h.top1, h.top5};
 }
 
 // Class file of 8 classes, the trees of tests/eval (full: every class; part: classes 1, 4, 6; v2:

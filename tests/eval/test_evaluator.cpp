@@ -91,40 +91,12 @@ struct ColourClassifier {
   }
 };
 
-struct Item {
-  std::string file;
-  int label;
-};
+using synth::test::Hits;
+using synth::test::Item;
 
-struct Hits {
-  int64_t images = 0, top1 = 0, top5 = 0;
-};
-
-// What the evaluator must report, computed without it: decode each file, the same preprocessing,
-// the classifier, then the rank of the true class among the scored logits (all when empty).
 Hits expected_hits(const synth::Config& c, const std::vector<Item>& items, const ColourClassifier& classify,
                    const std::vector<int64_t>& scored = {}) {
-  std::vector<torch::Tensor> images;
-  for (const Item& it : items) {
-    const synth::ImageU8 img = synth::decode_image_file(it.file);
-    const synth::ImageView v{img.pixels.data(), img.height, img.width, img.channels, 0};
-    images.push_back(synth::eval_preprocess(v, c.eval.resize, c.eval.crop, c.augment.mean, c.augment.std));
-  }
-  const torch::Tensor logits = classify(torch::stack(images));
-  Hits h;
-  for (size_t i = 0; i < items.size(); ++i) {
-    torch::Tensor row = logits[int64_t(i)];
-    int64_t target = items[i].label;
-    if (!scored.empty()) {
-      row = row.index_select(0, torch::tensor(scored, torch::kInt64));
-      target = std::find(scored.begin(), scored.end(), target) - scored.begin();
-    }
-    const int64_t rank = (row > row[target]).sum().item<int64_t>();
-    ++h.images;
-    h.top1 += rank == 0;
-    h.top5 += rank < 5;
-  }
-  return h;
+  return synth::test::expected_hits(items, classify, c.eval.resize, c.eval.crop, c.augment.mean, c.augment.std, scored);
 }
 
 void check_report(const synth::EvalSetReport& r, const Hits& h) {
