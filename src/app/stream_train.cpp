@@ -75,11 +75,20 @@ void await_run_dir(const synth::Job& job) {
     throw synth::InputError("rank 0 stopped before training (its run directory or evaluation sets; see its error)");
 }
 
+// A trainer rank's share of the evaluation sets: every trainer rank scores one shard of each.
+synth::EvalShard eval_shard(const synth::Job& job) { return synth::EvalShard{job.trainer_rank(), job.trainers()}; }
+
 // A trainer rank other than 0: the same training, with no run directory writes of its own; its
 // errors reach its stderr (the launcher's log) through guarded_main.
 int follower(const synth::Config& cfg, const synth::ImageSource& source, bool resume, const synth::Job& job) {
   await_run_dir(job);
   synth::TrainHooks hooks;
+  // Rank 0 has opened the same sets already, so their listings are usable; this rank decodes and
+  // scores its own share of them.
+  std::unique_ptr<synth::Evaluator> evaluator;
+  if (synth::has_eval_sets(cfg)) evaluator = std::make_unique<synth::Evaluator>(cfg, eval_shard(job));
+  if (evaluator)
+    hooks.evaluate = [&evaluator](const synth::Classifier& classify) { return (*evaluator)(classify); };
   hooks.stop_requested = [] { return g_stop.load(); };
   install_stop_handlers();
   const std::string root = (std::filesystem::path(cfg.run.dir) / cfg.run.name).string();
@@ -141,7 +150,7 @@ int main(int argc, char** argv) {
     std::optional<synth::RunDir> opened;
     try {
       // An unusable evaluation set, like a refused run directory, stops every rank now.
-      if (synth::has_eval_sets(cfg)) evaluator = std::make_unique<synth::Evaluator>(cfg);
+      if (synth::has_eval_sets(cfg)) evaluator = std::make_unique<synth::Evaluator>(cfg, eval_shard(*job));
       opened = synth::open_run_dir(cfg, resume);
     } catch (...) {
       announce_run_dir(*job, false);

@@ -69,7 +69,10 @@ std::pair<int64_t, int64_t> topk_correct(const torch::Tensor& logits, const torc
   return {hit.select(1, 0).sum().item<int64_t>(), hit.any(1).sum().item<int64_t>()};
 }
 
-Evaluator::Evaluator(const Config& cfg) : cfg_(cfg) {
+Evaluator::Evaluator(const Config& cfg, EvalShard shard) : cfg_(cfg), shard_(shard) {
+  if (shard.count < 1 || shard.index < 0 || shard.index >= shard.count)
+    throw InputError("eval: shard " + std::to_string(shard.index) + " of " + std::to_string(shard.count) +
+                     " does not exist");
   const std::vector<EvalSetConfig> configs = eval_sets(cfg);
   if (configs.empty()) throw InputError("eval.source = \"none\" and eval.sets is empty: there is no evaluation set");
   const ClassIds classes = load_class_ids(cfg, configs);
@@ -86,6 +89,8 @@ Evaluator::Evaluator(const Config& cfg) : cfg_(cfg) {
         throw InputError("eval: " + data.describe(i) + " has label " + std::to_string(l[i]) +
                          ", outside model.num_classes = " + std::to_string(cfg.model.num_classes));
     }
+    s.begin = n * shard.index / shard.count;
+    s.end = n * (shard.index + 1) / shard.count;
     s.targets = labels;
     if (!s.opened.scored.empty()) {
       if (s.opened.scored.back() >= cfg.model.num_classes)
@@ -107,19 +112,20 @@ Evaluator::Evaluator(const Config& cfg) : cfg_(cfg) {
   double used = 0;
   std::unique_ptr<DecodePool> pool;
   for (Set& s : sets_) {
-    const int64_t n = s.opened.data->size();
+    const int64_t n = s.end - s.begin;
     if (used + n * per_image > budget) continue;
     used += n * per_image;
     if (!pool) pool = std::make_unique<DecodePool>(cfg.eval.decode_threads);
-    Batch b = decode(s, 0, n, *pool);
+    Batch b = decode(s, s.begin, s.end, *pool);
     b.done.get();
-    std::tie(s.cached, s.cached_targets) = readable(b.images, s.targets, *b.errors, s.cached_corrupt, s.cached_examples);
+    std::tie(s.cached, s.cached_targets) =
+        readable(b.images, s.targets.slice(0, s.begin, s.end), *b.errors, s.cached_corrupt, s.cached_examples);
   }
 }
 
 int64_t Evaluator::size() const {
   int64_t n = 0;
-  for (const Set& s : sets_) n += s.opened.data->size();
+  for (const Set& s : sets_) n += s.end - s.begin;
   return n;
 }
 
@@ -158,8 +164,10 @@ EvalSetReport Evaluator::evaluate_set(const Set& set, const Classifier& classify
   EvalSetReport report;
   report.result.set = set.opened.config.name;
   report.classes = set.scored.defined() ? set.scored.numel() : cfg_.model.num_classes;
-  report.unknown_folders = set.opened.unknown_folders;
-  report.unknown_images = set.opened.unknown_images;
+  if (shard_.index == 0) {
+    report.unknown_folders = set.opened.unknown_folders;
+    report.unknown_images = set.opened.unknown_images;
+  }
   const auto score = [&](const torch::Tensor& x, const torch::Tensor& targets) {
     if (x.size(0) == 0) return;
     torch::Tensor logits = classify(x);
@@ -169,8 +177,8 @@ EvalSetReport Evaluator::evaluate_set(const Set& set, const Classifier& classify
                   std::to_string(cfg_.model.num_classes) + " classes");
     if (set.scored.defined()) logits = logits.index_select(1, set.scored.to(logits.device()));
     const auto hits = topk_correct(logits, targets);
-    report.top1_hits += hits.first;
-    report.top5_hits += hits.second;
+    report.result.top1_hits += hits.first;
+    report.result.top5_hits += hits.second;
     report.result.images += x.size(0);
   };
 
@@ -183,9 +191,9 @@ EvalSetReport Evaluator::evaluate_set(const Set& set, const Classifier& classify
       score(set.cached.slice(0, b, e), set.cached_targets.slice(0, b, e));
     }
   } else {
-    const int64_t n = set.opened.data->size();
-    Batch next = decode(set, 0, std::min(n, bs), pool);
-    for (int64_t b = 0; b < n; b += bs) {
+    const int64_t n = set.end;
+    Batch next = decode(set, set.begin, std::min(n, set.begin + bs), pool);
+    for (int64_t b = set.begin; b < n; b += bs) {
       const int64_t e = std::min(n, b + bs);
       Batch cur = std::move(next);
       cur.done.get();
@@ -196,10 +204,7 @@ EvalSetReport Evaluator::evaluate_set(const Set& set, const Classifier& classify
     }
   }
   report.result.skipped = report.corrupt + report.unknown_images;
-  if (report.result.images > 0) {
-    report.result.top1 = double(report.top1_hits) / double(report.result.images);
-    report.result.top5 = double(report.top5_hits) / double(report.result.images);
-  }
+  report.result.set_fractions();
   return report;
 }
 

@@ -212,6 +212,14 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
   const uint64_t base_count = ledger.count();
   std::unique_ptr<GradReducer> reducer;
   if (group) reducer = std::make_unique<GradReducer>(model->parameters(), *group, size_t(cfg.dist.bucket_mb) << 20);
+  if (group) {
+    // Every rank scores its share of the evaluation sets: one rank without the hook would leave
+    // the others waiting in the sum of the counts.
+    const double with_hook = sum_over(*group, {hooks.evaluate ? 1.0 : 0.0}, device)[0];
+    if (with_hook != 0 && with_hook != double(group->size()))
+      throw Error("trainer rank " + std::to_string(job.trainer_rank()) + ": " + std::to_string(int(with_hook)) + " of " +
+                  std::to_string(group->size()) + " trainer ranks evaluate; every rank must score its share, or none");
+  }
 
   TrainSummary summary;
   const uint64_t start_images = state.images_seen;
@@ -223,8 +231,28 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
     if (!hooks.evaluate) return;
     const Clock::time_point te = Clock::now();
     model->eval();
-    const std::vector<EvalResult> results = hooks.evaluate(classify);
+    if (group) {
+      // Rank 0's model is the one checkpointed; with per-rank batch norm (dist.sync_batch_norm =
+      // false) the other ranks' running statistics differ from it. Training mode never reads them.
+      torch::NoGradGuard no_grad;
+      for (torch::Tensor t : model->buffers()) group->broadcast(t, 0);
+    }
+    std::vector<EvalResult> results = hooks.evaluate(classify);
     model->train();
+    if (group && !results.empty()) {
+      // Each rank scored its shard; counts below 2^53 are exact in a double.
+      std::vector<double> counts;
+      for (const EvalResult& r : results)
+        for (const int64_t v : {r.images, r.top1_hits, r.top5_hits, r.skipped}) counts.push_back(double(v));
+      const std::vector<double> total = sum_over(*group, counts, device);
+      for (size_t i = 0; i < results.size(); ++i) {
+        results[i].images = int64_t(total[4 * i]);
+        results[i].top1_hits = int64_t(total[4 * i + 1]);
+        results[i].top5_hits = int64_t(total[4 * i + 2]);
+        results[i].skipped = int64_t(total[4 * i + 3]);
+        results[i].set_fractions();
+      }
+    }
     summary.last_eval = results;
     for (const EvalResult& r : results) {
       char line[320];

@@ -18,9 +18,16 @@ namespace synth {
 
 struct EvalResult {
   std::string set;      // e.g. "fmnist-test", "in100-val"
-  int64_t images = 0;
-  double top1 = 0, top5 = 0;  // fractions in [0, 1]
+  int64_t images = 0;   // images scored
+  int64_t top1_hits = 0, top5_hits = 0;
+  double top1 = 0, top5 = 0;  // the hits as fractions of images, in [0, 1]
   int64_t skipped = 0;        // images left out: unreadable (eval.on_corrupt = "skip") or of unknown classes
+
+  // top1/top5 from the counts (0 for no image), after the counts of several shards were summed.
+  void set_fractions() {
+    top1 = images > 0 ? double(top1_hits) / double(images) : 0.0;
+    top5 = images > 0 ? double(top5_hits) / double(images) : 0.0;
+  }
 };
 
 // Maps a batch of normalized images (N x 3 x H x W, float) to logits (N x classes); the evaluator
@@ -30,7 +37,10 @@ using Classifier = std::function<torch::Tensor(const torch::Tensor&)>;
 struct TrainHooks {
   std::function<void(const std::string&)> log;        // one human-readable line (console + log.txt)
   std::function<void(const nlohmann::json&)> metrics; // one object -> one line of metrics.jsonl
-  // Periodic evaluation on real held-out images (empty: no evaluation). Called in eval mode.
+  // Periodic evaluation on real held-out images (empty: no evaluation), called in eval mode with
+  // rank 0's weights and batch-norm statistics. In a job of several trainer ranks every rank must
+  // have one (or none) and score only its share of each set (eval/evaluator.hpp, EvalShard): the
+  // trainer sums images, hits and skips over the ranks.
   std::function<std::vector<EvalResult>(const Classifier&)> evaluate;
   // Polled after every step (empty: never). True: write a checkpoint at the current position and
   // return early with TrainSummary::interrupted set (Ctrl-C / SIGTERM in stream-train).
@@ -64,7 +74,8 @@ void check_trainable(const Config& cfg);
 // on its StreamShard of every global batch; gradients are summed and batch-norm statistics
 // synchronized over job.trainer_group(), so the weights follow the one-rank run up to float
 // rounding. Only the lead rank writes checkpoints and samples (hooks are the caller's business:
-// give log/metrics/evaluate to the lead only). A resumed run may use a different number of ranks.
+// give log/metrics to the lead only, evaluate to every rank or none; a mismatch is an Error before
+// the first step). A resumed run may use a different number of ranks.
 // Summaries hold job-wide counts on every rank.
 TrainSummary run_training(const Config& cfg, const ImageSource& source, const std::string& run_dir, bool resume,
                           const TrainHooks& hooks, const Job& job = Job());

@@ -102,8 +102,8 @@ Hits expected_hits(const synth::Config& c, const std::vector<Item>& items, const
 void check_report(const synth::EvalSetReport& r, const Hits& h) {
   INFO("set " << r.result.set);
   CHECK(r.result.images == h.images);
-  CHECK(r.top1_hits == h.top1);
-  CHECK(r.top5_hits == h.top5);
+  CHECK(r.result.top1_hits == h.top1);
+  CHECK(r.result.top5_hits == h.top5);
   CHECK(r.result.top1 == doctest::Approx(double(h.top1) / double(h.images)));
   CHECK(r.result.top5 == doctest::Approx(double(h.top5) / double(h.images)));
 }
@@ -181,8 +181,8 @@ TEST_CASE("evaluator on JPEG trees: top-1/top-5 equal an independent computation
     check_report(r[2], expected_hits(c, t.part, neutral));
     check_report(r[3], expected_hits(c, t.v2, neutral));
     // The nearest colour is right for the images painted in their class's colour.
-    CHECK(r[0].top1_hits == 16);
-    CHECK(r[3].top1_hits == 8);
+    CHECK(r[0].result.top1_hits == 16);
+    CHECK(r[3].result.top1_hits == 8);
 
     // Class 0 (absent from part) outranks everything: ranking all logits never gets a part image
     // right, ranking only the classes present does.
@@ -192,9 +192,9 @@ TEST_CASE("evaluator on JPEG trees: top-1/top-5 equal an independent computation
     const auto b = eval.evaluate(biased);
     check_report(b[1], expected_hits(c, t.part, biased, present));
     check_report(b[2], expected_hits(c, t.part, biased));
-    CHECK(b[2].top1_hits == 0);
-    CHECK(b[1].top1_hits == 6);
-    CHECK(b[1].top1_hits == r[1].top1_hits);  // restricted: the bias of an absent class is irrelevant
+    CHECK(b[2].result.top1_hits == 0);
+    CHECK(b[1].result.top1_hits == 6);
+    CHECK(b[1].result.top1_hits == r[1].result.top1_hits);  // restricted: the bias of an absent class is irrelevant
 
     const auto plain = eval(neutral);  // the trainer's interface
     REQUIRE(plain.size() == 4);
@@ -326,4 +326,65 @@ TEST_CASE("evaluator: an unreadable image is an InputError naming it, or a count
       check_report(r[0], expected_hits(c, good, neutral));
     }
   }
+}
+
+TEST_CASE("evaluator shards: the counts of every rank's share sum to the one-rank counts, skips counted once") {
+  const Trees t;
+  synth::Config c = t.config();
+  const fs::path unk = t.dir.path / "unk-shard";
+  for (int k : {0, 3}) synth::test::write_class_folder(unk, t.ids[size_t(k)], {k, k + 1, k}, 900 + k);
+  synth::test::write_class_folder(unk, "n99999999", {2, 3, 4}, 910);
+  std::ofstream((unk / t.ids[3] / "broken.jpg").string()) << "\xff\xd8\xff\xe0 not really a JPEG";
+  c.eval.on_corrupt = "skip";
+  c.eval.sets = {"full=" + t.path("full"), "part=" + t.path("part") + ",classes=present",
+                 "v2=" + t.path("v2") + ",layout=index,index_ids=" + t.rev.string(),
+                 "unk=" + unk.string() + ",classes=partial,unknown=skip"};
+  const ColourClassifier neutral(c, torch::zeros({8}));
+  const auto whole = synth::Evaluator(c).evaluate(neutral);
+  REQUIRE(whole.size() == 4);
+  CHECK(whole[3].corrupt == 1);
+  CHECK(whole[3].unknown_images == 3);
+  for (const int64_t cache_mb : {int64_t(1024), int64_t(0)}) {
+    CAPTURE(cache_mb);
+    c.eval.cache_mb = cache_mb;
+    for (const int count : {2, 3, 7}) {  // 7: more ranks than some sets have images per shard
+      CAPTURE(count);
+      std::vector<synth::EvalResult> sum(whole.size());
+      int64_t size = 0, corrupt = 0, unknown = 0;
+      for (int index = 0; index < count; ++index) {
+        const synth::Evaluator eval(c, synth::EvalShard{index, count});
+        size += eval.size();
+        int64_t seen = 0;
+        const auto r = eval.evaluate([&](const torch::Tensor& x) {
+          seen += x.size(0);
+          return neutral(x);
+        });
+        REQUIRE(r.size() == whole.size());
+        for (size_t s = 0; s < r.size(); ++s) {
+          CHECK(r[s].result.set == whole[s].result.set);
+          sum[s].images += r[s].result.images;
+          sum[s].top1_hits += r[s].result.top1_hits;
+          sum[s].top5_hits += r[s].result.top5_hits;
+          sum[s].skipped += r[s].result.skipped;
+          seen -= r[s].result.images;
+        }
+        CHECK(seen == 0);  // the classifier saw this shard's readable images, no others
+        corrupt += r[3].corrupt;
+        unknown += r[3].unknown_images;
+        if (index > 0) CHECK(r[3].unknown_folders == 0);
+      }
+      CHECK(size == synth::Evaluator(c).size());
+      CHECK(corrupt == 1);
+      CHECK(unknown == 3);
+      for (size_t s = 0; s < whole.size(); ++s) {
+        CAPTURE(whole[s].result.set);
+        CHECK(sum[s].images == whole[s].result.images);
+        CHECK(sum[s].top1_hits == whole[s].result.top1_hits);
+        CHECK(sum[s].top5_hits == whole[s].result.top5_hits);
+        CHECK(sum[s].skipped == whole[s].result.skipped);
+      }
+    }
+  }
+  CHECK(input_error([&] { synth::Evaluator(c, synth::EvalShard{2, 2}); }).find("shard 2 of 2 does not exist") !=
+        std::string::npos);
 }

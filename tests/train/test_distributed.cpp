@@ -18,7 +18,9 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "core/error.hpp"
 #include "dist/job.hpp"
+#include "eval/evaluator.hpp"
 #include "scratch_dir.hpp"
 #include "tiny_fmnist.hpp"
 #include "sources/dataset.hpp"
@@ -55,14 +57,23 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
+// Which ranks get an evaluate hook scoring their share (EvalShard) of c's evaluation sets.
+enum class Evaluating { none, every_rank, lead_only };
+
 // Trains `ranks` trainer ranks in run_dir; rank 0 gets `lead_hooks`, every rank `stop` as its
 // stop_requested hook. Returns rank 0's summary; rethrows the first failure of any rank.
 synth::TrainSummary train_ranks(const synth::Config& c, int ranks, const fs::path& run_dir, bool resume,
-                                const synth::TrainHooks& lead_hooks = {}, std::function<bool()> stop = {}) {
+                                const synth::TrainHooks& lead_hooks = {}, std::function<bool()> stop = {},
+                                Evaluating evaluating = Evaluating::none) {
   const auto data = synth::open_train_dataset(c);
   if (ranks == 1) {
     synth::TrainHooks h = lead_hooks;
     h.stop_requested = stop;
+    std::unique_ptr<synth::Evaluator> evaluator;
+    if (evaluating != Evaluating::none) {
+      evaluator = std::make_unique<synth::Evaluator>(c);
+      h.evaluate = [&](const synth::Classifier& classify) { return (*evaluator)(classify); };
+    }
     return synth::run_training(c, synth::real_image_source(c, *data), run_dir.string(), resume, h);
   }
   synth::DistEnv env;
@@ -81,6 +92,11 @@ synth::TrainSummary train_ranks(const synth::Config& c, int ranks, const fs::pat
         const auto job = synth::Job::join(mine, "gloo", 0, 120s);
         synth::TrainHooks h = r == 0 ? lead_hooks : synth::TrainHooks();
         h.stop_requested = stop;
+        std::unique_ptr<synth::Evaluator> evaluator;
+        if (evaluating == Evaluating::every_rank || (evaluating == Evaluating::lead_only && r == 0)) {
+          evaluator = std::make_unique<synth::Evaluator>(c, synth::EvalShard{r, ranks});
+          h.evaluate = [&](const synth::Classifier& classify) { return (*evaluator)(classify); };
+        }
         summaries[size_t(r)] = synth::run_training(c, synth::real_image_source(c, *data), run_dir.string(), resume, h, *job);
       } catch (...) {
         std::lock_guard<std::mutex> lock(mutex);
@@ -92,17 +108,28 @@ synth::TrainSummary train_ranks(const synth::Config& c, int ranks, const fs::pat
   for (const synth::TrainSummary& s : summaries) {
     CHECK(s.images_seen == summaries[0].images_seen);
     CHECK(s.exactly_once == summaries[0].exactly_once);
+    REQUIRE(s.last_eval.size() == summaries[0].last_eval.size());
+    for (size_t i = 0; i < s.last_eval.size(); ++i) {  // job-wide figures on every rank
+      CHECK(s.last_eval[i].images == summaries[0].last_eval[i].images);
+      CHECK(s.last_eval[i].top1_hits == summaries[0].last_eval[i].top1_hits);
+    }
   }
   return summaries[0];
 }
 
-// The parameters of the newest checkpoint of run_dir, flattened into one vector.
-torch::Tensor final_weights(const synth::Config& c, const fs::path& run_dir) {
+// The model of the newest checkpoint of run_dir, which must be the end of the run.
+synth::ResNet final_model(const synth::Config& c, const fs::path& run_dir) {
   const auto found = synth::list_checkpoints(run_dir / "checkpoints");
   REQUIRE(!found.empty());
   synth::ResNet model(synth::ResNetSpec{c.model.arch, c.model.width, c.model.num_classes});
   const synth::TrainState st = synth::load_checkpoint(found.back(), *model, nullptr, c.model.arch, c.model.width, c.model.num_classes);
   CHECK(st.images_seen == uint64_t(c.train.total_images));
+  return model;
+}
+
+// The parameters of the newest checkpoint of run_dir, flattened into one vector.
+torch::Tensor final_weights(const synth::Config& c, const fs::path& run_dir) {
+  const synth::ResNet model = final_model(c, run_dir);
   std::vector<torch::Tensor> w;
   for (const torch::Tensor& p : model->parameters()) w.push_back(p.detach().flatten());
   return torch::cat(w);
@@ -181,4 +208,53 @@ TEST_CASE("data parallel: 2 ranks stopped after a checkpoint, resumed on 3, cont
   const double d = divergence(final_weights(c, whole.path), final_weights(c, mixed.path));
   MESSAGE("2 ranks -> checkpoint -> 3 ranks vs one rank throughout: " << d);
   CHECK(d < 5e-4);
+}
+
+TEST_CASE("data parallel evaluation: each rank scores its share; the sums are the one-rank figures of rank 0's model") {
+  synth::Config c = short_run(256);
+  c.dist.sync_batch_norm = false;  // the ranks' running statistics differ: rank 0's must be used
+  c.eval.source = "fmnist";
+  c.eval.limit = 300;
+  c.eval.batch_size = 64;  // uneven batches, split differently per shard
+  c.eval.every_images = 128;
+  synth::test::ScratchDir two;
+  int evals = 0;
+  synth::TrainHooks lead;
+  lead.metrics = [&](const nlohmann::json& j) {
+    if (j.value("event", "") == "eval") {
+      ++evals;
+      CHECK(j["eval_images"] == 300);
+    }
+  };
+  const synth::TrainSummary s = train_ranks(c, 2, two.path, false, lead, {}, Evaluating::every_rank);
+  CHECK(evals == 2);  // at 128 images, and at the end
+  REQUIRE(s.last_eval.size() == 1);
+  const synth::EvalResult& got = s.last_eval[0];
+  CHECK(got.images == 300);
+
+  // The same checkpoint evaluated by one evaluator over the whole set.
+  synth::ResNet model = final_model(c, two.path);
+  model->eval();
+  const auto want = synth::Evaluator(c).evaluate([&](const torch::Tensor& x) {
+    torch::NoGradGuard no_grad;
+    return model->forward(x);
+  });
+  REQUIRE(want.size() == 1);
+  MESSAGE("2 ranks: top-1 hits " << got.top1_hits << ", top-5 hits " << got.top5_hits << "; one evaluator: "
+                                 << want[0].result.top1_hits << ", " << want[0].result.top5_hits);
+  // Batch composition may move a logit in its last bit, which could flip a near tie: at most one.
+  CHECK(std::abs(got.top1_hits - want[0].result.top1_hits) <= 1);
+  CHECK(std::abs(got.top5_hits - want[0].result.top5_hits) <= 1);
+  CHECK(got.top1 == doctest::Approx(double(got.top1_hits) / 300.0));
+
+  // One rank without the hook would leave the others waiting in the sum: refused before a step.
+  synth::test::ScratchDir lonely;
+  bool refused = false;
+  try {
+    train_ranks(c, 2, lonely.path, false, {}, {}, Evaluating::lead_only);
+  } catch (const synth::Error& e) {
+    refused = std::string(e.what()).find("1 of 2 trainer ranks evaluate") != std::string::npos;
+    MESSAGE(std::string(e.what()));
+  }
+  CHECK(refused);
 }
