@@ -75,8 +75,11 @@ void await_run_dir(const synth::Job& job) {
     throw synth::InputError("rank 0 stopped before training (its run directory or evaluation sets; see its error)");
 }
 
-// A trainer rank's share of the evaluation sets: every trainer rank scores one shard of each.
-synth::EvalShard eval_shard(const synth::Job& job) { return synth::EvalShard{job.trainer_rank(), job.trainers()}; }
+// This trainer rank's evaluator, over its share (EvalShard) of every set; none when cfg has no set.
+std::unique_ptr<synth::Evaluator> open_evaluator(const synth::Config& cfg, const synth::Job& job) {
+  if (!synth::has_eval_sets(cfg)) return nullptr;
+  return std::make_unique<synth::Evaluator>(cfg, synth::EvalShard{job.trainer_rank(), job.trainers()});
+}
 
 // A trainer rank other than 0: the same training, with no run directory writes of its own; its
 // errors reach its stderr (the launcher's log) through guarded_main.
@@ -85,8 +88,7 @@ int follower(const synth::Config& cfg, const synth::ImageSource& source, bool re
   synth::TrainHooks hooks;
   // Rank 0 has opened the same sets already, so their listings are usable; this rank decodes and
   // scores its own share of them.
-  std::unique_ptr<synth::Evaluator> evaluator;
-  if (synth::has_eval_sets(cfg)) evaluator = std::make_unique<synth::Evaluator>(cfg, eval_shard(job));
+  const std::unique_ptr<synth::Evaluator> evaluator = open_evaluator(cfg, job);
   if (evaluator)
     hooks.evaluate = [&evaluator](const synth::Classifier& classify) { return (*evaluator)(classify); };
   hooks.stop_requested = [] { return g_stop.load(); };
@@ -150,7 +152,7 @@ int main(int argc, char** argv) {
     std::optional<synth::RunDir> opened;
     try {
       // An unusable evaluation set, like a refused run directory, stops every rank now.
-      if (synth::has_eval_sets(cfg)) evaluator = std::make_unique<synth::Evaluator>(cfg, eval_shard(*job));
+      evaluator = open_evaluator(cfg, *job);
       opened = synth::open_run_dir(cfg, resume);
     } catch (...) {
       announce_run_dir(*job, false);
