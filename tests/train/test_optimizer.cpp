@@ -42,19 +42,22 @@ TEST_CASE("weight decay skips BatchNorm and biases unless asked; one SGD step is
 
   synth::set_lr(*sgd, 0.1);
   auto params = m->named_parameters();
-  const torch::Tensor w0 = params["conv1.weight"].detach().clone(), b0 = params["fc.bias"].detach().clone();
+  // torch.optim.SGD's update, written out: d = g + wd * p (decayed group) or g; the first step
+  // starts the buffer at d, later ones take buf = momentum * buf + d; then p -= lr * buf.
+  torch::Tensor w = params["conv1.weight"].detach().clone(), b = params["fc.bias"].detach().clone();
+  torch::Tensor buf_w, buf_b;
   for (int step = 0; step < 2; ++step) {
+    CAPTURE(step);
     sgd->zero_grad();
     (m->forward(torch::ones({2, 3, 32, 32})).sum()).backward();
-    if (step == 0) {
-      const torch::Tensor gw = params["conv1.weight"].grad().clone(), gb = params["fc.bias"].grad().clone();
-      sgd->step();
-      // First step: buffer = g + wd * p (decayed) or g; p -= lr * buffer.
-      CHECK(torch::allclose(params["conv1.weight"], w0 - 0.1 * (gw + 0.5 * w0), 1e-5, 1e-7));
-      CHECK(torch::allclose(params["fc.bias"], b0 - 0.1 * gb, 1e-5, 1e-7));
-    } else {
-      sgd->step();
-    }
+    const torch::Tensor dw = params["conv1.weight"].grad().clone() + 0.5 * w, db = params["fc.bias"].grad().clone();
+    buf_w = step == 0 ? dw : 0.9 * buf_w + dw;
+    buf_b = step == 0 ? db : 0.9 * buf_b + db;
+    sgd->step();
+    w = w - 0.1 * buf_w;
+    b = b - 0.1 * buf_b;
+    CHECK(torch::allclose(params["conv1.weight"], w, 1e-5, 1e-7));
+    CHECK(torch::allclose(params["fc.bias"], b, 1e-5, 1e-7));
   }
   o.decay_bn_and_bias = true;
   CHECK(synth::make_sgd(*m, o)->param_groups().size() == 1);
