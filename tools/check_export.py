@@ -3,12 +3,12 @@
 
     build/bin/stream-export --checkpoint runs/x/checkpoints/ckpt-....pt --out model.safetensors \
         --dump-logits reference.safetensors
-    python3 tools/check_export.py model.safetensors reference.safetensors
+    .venv/bin/python3 tools/check_export.py model.safetensors reference.safetensors
 
 Loads model.safetensors into torchvision.models.<arch>(num_classes=...) with strict load_state_dict
 (arch and class count from the file's metadata; width 1 only, torchvision has no width multiplier),
 runs it in eval mode (fp32, CPU) on the dump's "input" and compares with the dump's "logits" from
-LibTorch. Needs torch and torchvision (Debian: python3-torchvision); the `safetensors` package is
+LibTorch. Needs torch and torchvision (the project venv: .venv/bin/python3); the `safetensors` package is
 used when installed, else the files are read here (the format is an 8-byte little-endian header
 length, a JSON header of dtype/shape/data_offsets per tensor, then the raw bytes).
 Exit status 0 when they agree within --atol with the same top-1 everywhere, 1 otherwise.

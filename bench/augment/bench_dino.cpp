@@ -13,7 +13,6 @@
 #include <torch/torch.h>
 
 #include "augment/dino_cpu.hpp"
-#include "core/compat.hpp"
 #ifdef SYNTH_WITH_CUDA
 #include "augment/dino_gpu.hpp"
 #endif
@@ -77,7 +76,7 @@ int main(int argc, char** argv) try {
               cpu_images * crops_per_image / s, s * 1e3);
 
 #ifdef SYNTH_WITH_CUDA
-  if (synth::compat::cuda_available()) {
+  if (torch::cuda::is_available()) {
     const int batch = std::stoi(arg(argc, argv, "gpu-batch", "256")), reps = std::stoi(arg(argc, argv, "gpu-reps", "20"));
     std::vector<torch::Tensor> sources;
     std::vector<synth::ImageU8> gimgs;

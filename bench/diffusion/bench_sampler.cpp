@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "core/host_memory.hpp"
-#include "core/compat.hpp"
 #include "diffusion/sampler.hpp"
 
 namespace {
@@ -23,11 +22,7 @@ std::string arg(int argc, char** argv, const std::string& key, const std::string
   return fallback;
 }
 void sync(const torch::Device& d) {
-#if SYNTH_TORCH_AT_LEAST(2, 0)
   if (d.is_cuda()) torch::cuda::synchronize();
-#else
-  (void)d;
-#endif
 }
 }  // namespace
 

@@ -3,15 +3,20 @@
 // size, loss over all crops), in fp32, bf16 or fp16 (autocast, dynamic loss scaling), channels-last
 // on GPUs. Inputs are random tensors already on the device: this measures the trainer alone.
 // With --peer, the same step in PyTorch eager (torchvision, bench/train/peer_train_step.py) runs
-// after it on the same device and the ratio is printed.
+// after it on the same device, with the project venv's python (SYNTH_PYTHON), and the ratio is
+// printed.
 //
 //   bench_train_step [--device cuda] [--precision fp16] [--batch 256] [--crops 224|multi]
 //                    [--arch resnet50] [--steps 20] [--warmup 5] [--peer]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <torch/cuda.h>
 #include <torch/torch.h>
@@ -65,11 +70,33 @@ void sync(const torch::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize();
 }
 
+#ifndef SYNTH_PYTHON
+#error "SYNTH_PYTHON (the project venv's python3) must be defined by bench/train/CMakeLists.txt"
+#endif
+
+// The peer needs torch >= 2 and torchvision: the venv's interpreter, never whatever python3 is on
+// PATH. Throws when it is not there (a venv removed or moved since the build).
+std::string peer_python() {
+  const std::string python = SYNTH_PYTHON;
+  if (python.empty() || ::access(python.c_str(), X_OK) != 0)
+    throw std::runtime_error("--peer needs the project venv's python, SYNTH_PYTHON = '" + python +
+                             "', which is not an executable: run tools/install-deps.sh and rebuild");
+  return python;
+}
+
+// Single-quoted for /bin/sh (popen), so paths with spaces or quotes pass as one word.
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (const char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   try {
+    const std::string python = o.peer ? peer_python() : std::string();  // before the measurement, not after
     const torch::Device device(o.device == "cuda" ? torch::kCUDA : torch::kCPU);
     const synth::Precision precision = synth::parse_precision(o.precision);
     torch::manual_seed(0);
@@ -123,8 +150,9 @@ int main(int argc, char** argv) {
                 o.precision.c_str(), (long long)o.batch, o.crops == "multi" ? "1x224+8x96" : "224", o.device.c_str(), rate,
                 1e3 * s / o.steps);
     if (o.peer) {
-      const std::string cmd = "python3 " SYNTH_PEER_SCRIPT " --device " + o.device + " --precision " + o.precision +
-                              " --batch " + std::to_string(o.batch) + " --crops " + o.crops + " --arch " + o.arch +
+      const std::string cmd = shell_quote(python) + " " + shell_quote(SYNTH_PEER_SCRIPT) + " --device " +
+                              shell_quote(o.device) + " --precision " + shell_quote(o.precision) + " --batch " +
+                              std::to_string(o.batch) + " --crops " + o.crops + " --arch " + shell_quote(o.arch) +
                               " --steps " + std::to_string(o.steps) + " --warmup " + std::to_string(o.warmup);
       FILE* p = ::popen(cmd.c_str(), "r");
       char line[512];
@@ -133,8 +161,12 @@ int main(int argc, char** argv) {
         std::fputs(line, stdout);
         std::sscanf(line, "images/s %lf", &peer);
       }
-      if (p) ::pclose(p);
-      if (peer > 0) std::printf("ratio synthstream / PyTorch eager: %.3f\n", rate / peer);
+      const int status = p ? ::pclose(p) : -1;
+      if (status != 0 || peer <= 0)
+        throw std::runtime_error("the PyTorch peer (" + python + " " SYNTH_PEER_SCRIPT + ") failed (exit status " +
+                                 std::to_string(status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
+                                 "); its error is above");
+      std::printf("ratio synthstream / PyTorch eager: %.3f\n", rate / peer);
     }
   } catch (const std::exception& e) {
     std::string msg = e.what();

@@ -1,6 +1,7 @@
 """The PyTorch-eager peer of bench_train_step: torchvision ResNet, channels-last, autocast, SGD,
 the same batch, crops and loss. Prints "images/s <rate>" for the C++ bench to read."""
 import argparse
+import sys
 import time
 
 import torch
@@ -8,6 +9,11 @@ import torchvision
 
 
 def main():
+    # torch.amp.GradScaler(device) and channels-last autocast need torch 2; bench_train_step runs
+    # this with the project venv's python (SYNTH_PYTHON), whose torch is LibTorch's own.
+    if int(torch.__version__.split(".")[0]) < 2:
+        sys.exit(f"peer_train_step.py needs torch >= 2, {sys.executable} has {torch.__version__}: "
+                 "run it with the project venv's python (.venv/bin/python3)")
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "bf16"])

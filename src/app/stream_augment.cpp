@@ -15,6 +15,7 @@
 #include "app/cli.hpp"
 #include "augment/dino_cpu.hpp"
 #include "config/load.hpp"
+#include "dist/env.hpp"
 #include "io/image.hpp"
 #include "io/safetensors.hpp"
 #ifdef SYNTH_WITH_CUDA
@@ -24,7 +25,7 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: stream-augment --config CFG --index I [--device cpu|cuda] --out DIR [--set section.key=value]... IMAGE\n"
+    "usage: stream-augment --config CFG --index I [--device cpu|cuda|cuda:N] --out DIR [--set section.key=value]... IMAGE\n"
     "Exit status: 0 done, 2 bad input, 1 internal error.\n";
 
 const char* op_name(uint8_t op) {
@@ -83,23 +84,25 @@ int run(const synth::cli::Args& args) {
     if (!args.has(key)) throw synth::InputError(std::string("missing --") + key + "\n" + kUsage);
   const long long index = args.get_int("index", 0);
   if (index < 0) throw synth::InputError("--index must be >= 0, got " + std::to_string(index));
-  const std::string device = args.get("device", "cpu");
-  if (device != "cpu" && device != "cuda") throw synth::InputError("--device must be cpu or cuda, got '" + device + "'");
-  const synth::Config cfg = synth::load_config(args.get("config"), args.all("set"));
+  // "cuda" is this process's LOCAL_RANK GPU, as for train.device (dist/env.hpp).
+  const torch::Device device = synth::resolve_device(args.get("device", "cpu"), "--device", synth::dist_env_from_process());
+  synth::require_device(device, "--device", args.get("device", "cpu"));
+  // Only [run] and [augment] are read, and the IMAGE given: no input path of the config is opened.
+  const synth::Config cfg = synth::load_config(args.get("config"), args.all("set"), synth::kNoInputs);
   const synth::DinoConfig& dino = cfg.augment.dino;
   const std::string image_path = args.positional()[0];
   const synth::ImageU8 image = synth::decode_image_file(image_path);
   const auto params = synth::draw_dino_params(dino, cfg.run.seed, uint64_t(index), image.height, image.width);
 
   torch::Tensor global, local;
-  if (device == "cpu") {
+  if (device.is_cpu()) {
     const synth::DinoBatch b = synth::dino_augment_cpu_with(dino, cfg.augment.mean, cfg.augment.std, {&image}, {params});
     global = b.global;
     local = b.local;
   } else {
 #ifdef SYNTH_WITH_CUDA
     const synth::DinoGpuBatch b =
-        synth::dino_augment_gpu(dino, cfg.augment.mean, cfg.augment.std, {&image}, {params}, torch::kFloat32);
+        synth::dino_augment_gpu(dino, cfg.augment.mean, cfg.augment.std, {&image}, {params}, torch::kFloat32, device);
     global = b.global.to(torch::kCPU).contiguous();
     local = b.local.to(torch::kCPU).contiguous();
 #else
@@ -116,9 +119,9 @@ int run(const synth::cli::Args& args) {
   for (int64_t l = 0; l < local.size(0); ++l)
     synth::write_png(dir + "/local_" + std::to_string(l) + ".png", to_png_image(local[l], cfg.augment.mean, cfg.augment.std));
   synth::save_safetensors(dir + "/crops.safetensors", {{"global", global}, {"local", local}},
-                          {{"image", image_path}, {"index", std::to_string(index)}, {"device", device}});
+                          {{"image", image_path}, {"index", std::to_string(index)}, {"device", device.str()}});
   nlohmann::json j = {{"image", image_path},      {"index", index},        {"seed", cfg.run.seed},
-                      {"height", image.height},   {"width", image.width},  {"device", device},
+                      {"height", image.height},   {"width", image.width},  {"device", device.str()},
                       {"mean", cfg.augment.mean}, {"std", cfg.augment.std}};
   j["crops"] = nlohmann::json::array();
   for (const auto& p : params) {

@@ -14,6 +14,8 @@
 #include "app/cli.hpp"
 #include "augment/train_augment.hpp"
 #include "config/load.hpp"
+#include "dist/env.hpp"
+#include "sources/devices.hpp"
 #include "sources/generator.hpp"
 #include "run/progress.hpp"
 #include "sources/producer.hpp"
@@ -116,7 +118,7 @@ int main(int argc, char** argv) {
         labels.push_back(m.label);
       }
       // On the training device, as the trainer augments (DINO on a GPU: the fused kernels).
-      const torch::Device device(cfg.train.device == "cuda" ? torch::kCUDA : torch::kCPU);
+      const torch::Device device = synth::train_device(cfg, synth::dist_env_from_process().local_rank);
       const auto augment = [&] {
         auto g = synth::augment_batch(cfg, cfg.run.seed, views, labels, device);
         if (device.is_cuda()) torch::cuda::synchronize();

@@ -1,5 +1,5 @@
 // stream-eval --checkpoint FILE --config CONFIG [--eval NAME=PATH[,option=value]...]... [--set k=v]...
-// [--device cpu|cuda] [--json]: top-1/top-5 of a trained checkpoint on the evaluation sets of
+// [--device cpu|cuda|cuda:N] [--json]: top-1/top-5 of a trained checkpoint on the evaluation sets of
 // CONFIG ([eval]; the model is [model]) or on the sets given with --eval, as a table or JSON lines.
 #include <algorithm>
 #include <cstdio>
@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/cli.hpp"
+#include "dist/env.hpp"
 #include "config/eval_sets.hpp"
 #include "config/load.hpp"
 #include "eval/evaluator.hpp"
@@ -19,7 +20,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: stream-eval --checkpoint FILE --config CONFIG [--eval NAME=PATH[,option=value]...]...\n"
-    "                   [--set section.key=value]... [--device cpu|cuda] [--json]\n"
+    "                   [--set section.key=value]... [--device cpu|cuda|cuda:N] [--json]\n"
     "Evaluates the checkpoint FILE (from <run>/checkpoints/) on the evaluation sets of CONFIG (usually\n"
     "the run's own config.toml: the eval.source set and every eval.sets entry) and prints top-1/top-5\n"
     "per set. Images: shorter side resized to eval.resize, centre crop eval.crop (antialiased bilinear).\n"
@@ -38,7 +39,7 @@ constexpr const char* kUsage =
     "              e.g. --eval imagenet-r=/data/imagenet-r,classes=present,unknown=skip\n"
     "              The class file is data.class_file, or prompts.class_file when data.source = \"synthetic\".\n"
     "  --set k=v   override one key (TOML value); repeatable, e.g. --set eval.on_corrupt=skip\n"
-    "  --device D  cpu (default) or cuda\n"
+    "  --device D  cpu (default), cuda (this rank's GPU: LOCAL_RANK) or cuda:N\n"
     "  --json      one JSON object per set, one per line, instead of the table\n"
     "  --help      this text\n"
     "Exit status: 0 done, 2 bad input, 1 internal error.\n";
@@ -65,15 +66,17 @@ int main(int argc, char** argv) {
     for (const char* key : {"checkpoint", "config"})
       if (!args.has(key)) throw synth::InputError(std::string("missing --") + key + " (see --help)");
     const std::string checkpoint = args.get("checkpoint");
+    // cpu | cuda (this process's LOCAL_RANK GPU) | cuda:N, as train.device (dist/env.hpp).
     const std::string device_name = args.get("device", "cpu");
-    if (device_name != "cpu" && device_name != "cuda")
-      throw synth::InputError("--device: '" + device_name + "' is not cpu or cuda");
-    if (device_name == "cuda" && !torch::cuda::is_available())
-      throw synth::InputError("--device cuda: no CUDA device is available to this build");
+    const torch::Device device = synth::resolve_device(device_name, "--device", synth::dist_env_from_process());
+    synth::require_device(device, "--device", device_name);
     std::error_code ec;
     if (!std::filesystem::is_regular_file(checkpoint, ec))
       throw synth::InputError("--checkpoint: '" + checkpoint + "' does not exist or is not a file");
-    synth::Config cfg = synth::load_config(args.get("config"), args.all("set"));
+    // [model] and [eval]: the config's evaluation sets must exist unless --eval replaces them
+    // (then those are checked below). Training data and SD weights are never opened.
+    synth::Config cfg = synth::load_config(args.get("config"), args.all("set"),
+                                           args.has("eval") ? synth::kNoInputs : synth::kEvalSets);
     if (args.has("eval")) {
       cfg.eval.source = "none";
       cfg.eval.sets = args.all("eval");
@@ -89,6 +92,7 @@ int main(int argc, char** argv) {
       } catch (const synth::InputError& e) {
         throw synth::InputError(std::string("--eval: ") + e.what());
       }
+      synth::validate_config(cfg, synth::kEvalSets);  // and the class file labelling them
     }
     if (!synth::has_eval_sets(cfg))
       throw synth::InputError(cfg.source_file +
@@ -99,7 +103,6 @@ int main(int argc, char** argv) {
                                                            cfg.model.num_classes);
     const synth::Evaluator evaluator(cfg);
     if (cfg.train.threads > 0) torch::set_num_threads(cfg.train.threads);
-    const torch::Device device(device_name == "cuda" ? torch::kCUDA : torch::kCPU);
     model->to(device);
     model->eval();
     const auto reports = evaluator.evaluate([&](const torch::Tensor& x) {

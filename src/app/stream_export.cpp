@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
     const synth::TrainState info = synth::read_checkpoint_state(checkpoint);
     synth::ResNetSpec spec{info.arch, info.width, int(info.num_classes)};
     if (args.has("config")) {
-      const synth::Config cfg = synth::load_config(args.get("config"), args.all("set"));
+      // Only [model] is compared with the checkpoint: no input path of the config is opened.
+      const synth::Config cfg = synth::load_config(args.get("config"), args.all("set"), synth::kNoInputs);
       spec = synth::ResNetSpec{cfg.model.arch, cfg.model.width, cfg.model.num_classes};
     }
     synth::ResNet model(spec);

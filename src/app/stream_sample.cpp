@@ -11,13 +11,13 @@
 #include <filesystem>
 #include <string>
 
-#include "core/compat.hpp"
 #include "diffusion/sampler.hpp"
 #include "io/image.hpp"
 #include "io/safetensors.hpp"
 
 #include "app/cli.hpp"
 #include "config/load.hpp"
+#include "dist/env.hpp"
 #include "prompts/prompt_stream.hpp"
 #include "text/tokenizer.hpp"
 
@@ -27,7 +27,7 @@ constexpr const char* kUsage =
     "usage: stream-sample --tokenizer DIR --tokenize TEXT\n"
     "       stream-sample --config CFG --list-prompts N [--start I] [--set section.key=value]...\n"
     "       stream-sample --model DIR --prompt TEXT [--prompt TEXT]... [--scheduler pndm|ddim|dpmpp2m|euler]\n"
-    "                     [--steps N] [--guidance G] [--device cpu|cuda] [--dtype fp32|fp16]\n"
+    "                     [--steps N] [--guidance G] [--device cpu|cuda|cuda:N] [--dtype fp32|fp16]\n"
     "                     [--init-latents FILE] [--out-latents FILE] [--width W] [--height H]\n"
     "                     [--seed S] [--index I] [--out DIR]\n"
     "       stream-sample --model DIR --config CFG --index I [--count N] [sampling flags] [--out DIR]\n"
@@ -37,7 +37,8 @@ void list_prompts(const synth::cli::Args& args) {
   if (!args.has("config")) throw synth::InputError("--list-prompts needs --config CFG");
   const long long n = args.get_int("list-prompts", 0), start = args.get_int("start", 0);
   if (n < 0 || start < 0) throw synth::InputError("--list-prompts and --start must be >= 0");
-  const synth::Config cfg = synth::load_config(args.get("config"), args.all("set"));
+  // The prompt stream alone: it opens its own files (prompts.*) and names any it cannot read.
+  const synth::Config cfg = synth::load_config(args.get("config"), args.all("set"), synth::kNoInputs);
   synth::PromptStreamConfig stream_cfg;
   static_cast<synth::PromptsConfig&>(stream_cfg) = cfg.prompts;
   stream_cfg.seed = cfg.run.seed;
@@ -49,10 +50,11 @@ void sample(const synth::cli::Args& args) {
   const std::string model = args.get("model");
   std::error_code ec;
   if (!std::filesystem::is_directory(model, ec)) throw synth::InputError("--model: '" + model + "' is not a directory");
-  const std::string device = args.get("device", "cpu"), dtype = args.get("dtype", "fp32");
-  if (device != "cpu" && device != "cuda") throw synth::InputError("--device must be cpu or cuda, got '" + device + "'");
+  const std::string device_flag = args.get("device", "cpu"), dtype = args.get("dtype", "fp32");
+  // "cuda" is this process's LOCAL_RANK GPU, as for generator.device (dist/env.hpp).
+  const torch::Device device = synth::resolve_device(device_flag, "--device", synth::dist_env_from_process());
   if (dtype != "fp32" && dtype != "fp16") throw synth::InputError("--dtype must be fp32 or fp16, got '" + dtype + "'");
-  if (device == "cuda" && !synth::compat::cuda_available()) throw synth::InputError("--device cuda: no CUDA device is available");
+  synth::require_device(device, "--device", device_flag);
   synth::SamplerOptions o;
   o.scheduler = args.get("scheduler", "pndm");
   o.steps = args.get_int("steps", 50);
@@ -68,7 +70,8 @@ void sample(const synth::cli::Args& args) {
     if (!prompts.empty()) throw synth::InputError("give either --prompt or --config (the run's prompt stream), not both");
     const long long count = args.get_int("count", 1);
     if (count < 1) throw synth::InputError("--count must be >= 1");
-    const synth::Config cfg = synth::load_config(args.get("config"), args.all("set"));
+    // The run's prompt stream only; the model is --model, not generator.model_dir.
+    const synth::Config cfg = synth::load_config(args.get("config"), args.all("set"), synth::kNoInputs);
     synth::PromptStreamConfig stream_cfg;
     static_cast<synth::PromptsConfig&>(stream_cfg) = cfg.prompts;
     stream_cfg.seed = seed = cfg.run.seed;
@@ -79,8 +82,7 @@ void sample(const synth::cli::Args& args) {
   std::vector<uint64_t> indices;
   for (size_t i = 0; i < prompts.size(); ++i) indices.push_back(uint64_t(first) + i);
 
-  synth::StableDiffusion sd(model, device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU),
-                            dtype == "fp16" ? torch::kFloat16 : torch::kFloat32);
+  synth::StableDiffusion sd(model, device, dtype == "fp16" ? torch::kFloat16 : torch::kFloat32);
   torch::Tensor noise;
   if (args.has("init-latents")) {
     const std::string path = args.get("init-latents");

@@ -11,10 +11,10 @@
 #include <string>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/logger.h>
 
 #include "app/cli.hpp"
 #include "config/load.hpp"
+#include "core/device.hpp"
 #include "dist/env.hpp"
 #include "dist/job.hpp"
 #include "sources/generator.hpp"
@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
     }
     const auto timeout = std::chrono::milliseconds(int64_t(cfg.dist.timeout_s * 1000));
     const std::unique_ptr<synth::Job> job =
-        synth::Job::join(env, synth::collective_backend(cfg.dist.backend, cfg.train.device == "cuda"), cfg.dist.trainer_ranks, timeout);
+        synth::Job::join(env, synth::collective_backend(cfg.dist.backend, synth::is_cuda_spec(cfg.train.device)), cfg.dist.trainer_ranks, timeout);
     if (!job->trainer()) return generator(cfg, source, *job);
     if (!job->lead()) return follower(cfg, source, resume, *job);
     std::unique_ptr<synth::Evaluator> evaluator;
@@ -163,8 +163,8 @@ int main(int argc, char** argv) {
     synth::MetricsWriter metrics(run.metrics_file);
 
     synth::TrainHooks hooks;
-    hooks.log = [&run](const std::string& line) { run.logger->info("{}", line); };
-    if (!cfg.run.note.empty()) run.logger->info("note: {}", cfg.run.note);
+    hooks.log = [&run](const std::string& line) { run.info(line); };
+    if (!cfg.run.note.empty()) run.info("note: " + cfg.run.note);
     hooks.metrics = [&metrics](const nlohmann::json& record) { metrics.write(record); };
     install_stop_handlers();
     hooks.stop_requested = [] { return g_stop.load(); };
@@ -176,7 +176,7 @@ int main(int argc, char** argv) {
       s = synth::run_training(cfg, source, run.root.string(), resume, hooks, *job);
     } catch (const std::exception& e) {
       // stderr gets the line from guarded_main; log.txt keeps it with the run.
-      run.file_logger->error("{}", e.what());
+      run.file_error(e.what());
       throw;
     }
 
@@ -197,7 +197,7 @@ int main(int argc, char** argv) {
     }
     // The first set (eval.source's, or the first of eval.sets) is the run's headline figure.
     const synth::EvalResult first = s.last_eval.empty() ? synth::EvalResult{} : s.last_eval.front();
-    run.logger->info("{}", line);
+    run.info(line);
     metrics.write({{"event", "summary"},
                    {"images_produced", s.images_produced},
                    {"images_trained", s.images_trained},
@@ -214,7 +214,7 @@ int main(int argc, char** argv) {
                    {"top1", first.top1},
                    {"top5", first.top5},
                    {"eval", evals}});
-    run.logger->info("report: {}", synth::write_report(run.root).string());
+    run.info("report: " + synth::write_report(run.root).string());
     return s.interrupted ? 130 : 0;
   });
 }

@@ -1,6 +1,7 @@
 #include "augment/dino_gpu.hpp"
 
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
 
 #include <algorithm>
 #include <string>
@@ -70,7 +71,11 @@ DinoGpuBatch dino_augment_gpu(const DinoConfig& cfg, const std::vector<double>& 
   if (sources.size() != params.size() || sources.empty())
     throw Error("dino_augment_gpu: " + std::to_string(sources.size()) + " sources but " + std::to_string(params.size()) +
                 " parameter lists");
+  // The kernels run on the sources' GPU (the descriptor upload and the launches use the current
+  // device), whatever GPU the calling thread had current.
   const torch::Device device = sources[0].device();
+  if (!device.is_cuda()) throw Error("dino_augment_gpu: source 0 is on " + device.str() + ", not on a CUDA device");
+  const c10::cuda::CUDAGuard guard(device);
   const int G = cfg.global_crops, L = cfg.local_crops;
   std::vector<kernels::DinoCropDesc> gd, ld;
   std::vector<DinoBox> gb, lb;
@@ -99,14 +104,16 @@ DinoGpuBatch dino_augment_gpu(const DinoConfig& cfg, const std::vector<double>& 
 
 DinoGpuBatch dino_augment_gpu(const DinoConfig& cfg, const std::vector<double>& mean, const std::vector<double>& std,
                               const std::vector<const ImageU8*>& images,
-                              const std::vector<std::vector<DinoCropParams>>& params, torch::Dtype out_dtype) {
+                              const std::vector<std::vector<DinoCropParams>>& params, torch::Dtype out_dtype,
+                              const torch::Device& device) {
+  if (!device.is_cuda()) throw Error("dino_augment_gpu: " + device.str() + " is not a CUDA device");
   std::vector<torch::Tensor> sources;
   sources.reserve(images.size());
   for (const ImageU8* img : images) {
     if (img->channels != 3 || img->pixels.size() != img->bytes())
       throw Error("dino_augment_gpu: expected RGB images with height*width*3 bytes");
     sources.push_back(torch::from_blob(const_cast<uint8_t*>(img->pixels.data()), {img->height, img->width, 3}, torch::kUInt8)
-                          .to(torch::Device(torch::kCUDA)));
+                          .to(device));
   }
   return dino_augment_gpu(cfg, mean, std, sources, params, out_dtype);
 }

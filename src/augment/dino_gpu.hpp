@@ -19,14 +19,18 @@ struct DinoGpuBatch {
   torch::Tensor global, local;
 };
 
-// sources[b]: image b as a contiguous uint8 H x W x 3 CUDA tensor (any size per image).
+// sources[b]: image b as a contiguous uint8 H x W x 3 CUDA tensor (any size per image), all on one
+// GPU; the kernels run there (made current for the call) on its current stream, and the crops
+// are allocated there. Error when a source is elsewhere.
 DinoGpuBatch dino_augment_gpu(const DinoConfig& cfg, const std::vector<double>& mean, const std::vector<double>& std,
                               const std::vector<torch::Tensor>& sources,
                               const std::vector<std::vector<DinoCropParams>>& params, torch::Dtype out_dtype);
 
-// Convenience for host images (stream-augment, tests, bench): uploads, then as above.
+// Convenience for host images (stream-augment, tests, bench): uploads to `device` (cuda without
+// an index: the current GPU), then as above.
 DinoGpuBatch dino_augment_gpu(const DinoConfig& cfg, const std::vector<double>& mean, const std::vector<double>& std,
                               const std::vector<const ImageU8*>& images,
-                              const std::vector<std::vector<DinoCropParams>>& params, torch::Dtype out_dtype);
+                              const std::vector<std::vector<DinoCropParams>>& params, torch::Dtype out_dtype,
+                              const torch::Device& device = torch::Device(torch::kCUDA));
 
 }  // namespace synth

@@ -24,7 +24,7 @@ std::vector<CropGroup> dino_groups(const Config& cfg, const torch::Tensor& globa
 // The batch's pixels go up in one copy from a pinned staging buffer (one transfer instead of one
 // per image); each image is then a view of its bytes, which the crop kernels read in place.
 DinoGpuBatch dino_on_device(const Config& cfg, uint64_t seed, const std::vector<ImageView>& views,
-                            const torch::Device& device) {
+                            const torch::Device& device, torch::Dtype dtype) {
   int64_t total = 0;
   for (const ImageView& v : views) {
     if (v.channels != 3) throw InputError("DINO augmentation needs RGB images; image " + std::to_string(v.index) +
@@ -49,11 +49,21 @@ DinoGpuBatch dino_on_device(const Config& cfg, uint64_t seed, const std::vector<
     params.push_back(draw_dino_params(cfg.augment.dino, seed, v.index, v.height, v.width));
     offset += bytes;
   }
-  return dino_augment_gpu(cfg.augment.dino, cfg.augment.mean, cfg.augment.std, sources, params, torch::kFloat32);
+  return dino_augment_gpu(cfg.augment.dino, cfg.augment.mean, cfg.augment.std, sources, params, dtype);
 }
 #endif
 
 }  // namespace
+
+// bf16 training gets fp16 crops: the kernels have no bf16 output, and fp16 loses nothing bf16
+// would keep (normalized pixels, |x| < 3, are far inside fp16's range, and its 11-bit significand
+// is finer than bf16's 8), while it halves the crop writes and the crop batch's memory against
+// fp32. Autocast casts them to bf16 at the first convolution, as it would fp32 crops.
+torch::Dtype gpu_crop_dtype(const std::string& precision) {
+  if (precision == "fp32") return torch::kFloat32;
+  if (precision == "fp16" || precision == "bf16") return torch::kFloat16;
+  throw InputError("train.precision = \"" + precision + "\" is not one of fp32 | fp16 | bf16");
+}
 
 ImageU8 copy_image(const ImageView& v) {
   ImageU8 im;
@@ -65,12 +75,13 @@ ImageU8 copy_image(const ImageView& v) {
 }
 
 std::vector<CropGroup> augment_batch(const Config& cfg, uint64_t seed, const std::vector<ImageView>& views,
-                                     const std::vector<int64_t>& labels, const torch::Device& device) {
+                                     const std::vector<int64_t>& labels, const torch::Device& device,
+                                     torch::Dtype gpu_dtype) {
   const torch::Tensor y = torch::tensor(labels, torch::kInt64);
   if (cfg.augment.kind == "simple") return {{simple_augment_batch(cfg.augment, seed, views), y}};
   if (device.is_cuda()) {
 #ifdef SYNTH_WITH_CUDA
-    const DinoGpuBatch b = dino_on_device(cfg, seed, views, device);
+    const DinoGpuBatch b = dino_on_device(cfg, seed, views, device, gpu_dtype);
     return dino_groups(cfg, b.global, b.local, y);
 #else
     throw Error("DINO augmentation on " + device.str() + " needs the CUDA flavor (-DSYNTH_CUDA=ON)");

@@ -24,6 +24,7 @@
 
 #include "config/eval_sets.hpp"
 #include "config/load.hpp"
+#include "core/device.hpp"
 #include "core/error.hpp"
 
 namespace synth {
@@ -39,6 +40,7 @@ struct Allowed {
   bool lo_open = false;
   std::vector<std::string> choices;
   bool non_empty = false;  // strings and string arrays
+  bool device = false;     // a device value (core/device.hpp), checked by validate()
 };
 
 Allowed any_value() { return {}; }
@@ -47,6 +49,7 @@ Allowed between(double lo, double hi) { return {lo, hi, false, {}, false}; }
 Allowed above(double lo, double hi = kInf) { return {lo, hi, true, {}, false}; }
 Allowed one_of(std::vector<std::string> choices) { return {-kInf, kInf, false, std::move(choices), false}; }
 Allowed non_empty() { return {-kInf, kInf, false, {}, true}; }
+Allowed device_value() { return {-kInf, kInf, false, {}, true, true}; }
 Allowed non_empty_one_of(std::vector<std::string> choices) { return {-kInf, kInf, false, std::move(choices), true}; }
 
 struct Binding {
@@ -127,7 +130,7 @@ const std::vector<Binding>& bindings() {
 
       SYNTH_BIND(train.batch_size, between(1, 1 << 20), "global batch, images per step"),
       SYNTH_BIND(train.total_images, between(1, 1e15), "run length in images (the stream has no epochs)"),
-      SYNTH_BIND(train.device, one_of({"cpu", "cuda"}), "where the model trains"),
+      SYNTH_BIND(train.device, device_value(), "where the model trains (cuda = cuda:LOCAL_RANK of the rank)"),
       SYNTH_BIND(train.precision, one_of({"fp32", "fp16", "bf16"}), "autocast precision of forward/backward"),
       SYNTH_BIND(train.threads, between(0, 1024), "intra-op threads (0 = LibTorch default)"),
       SYNTH_BIND(train.checkpoint_every_images, between(0, 1e15), "checkpoint period in images (0 = only at the end)"),
@@ -160,7 +163,7 @@ const std::vector<Binding>& bindings() {
       SYNTH_BIND(generator.width, between(8, 4096), "generated image width, pixels (multiple of 8)"),
       SYNTH_BIND(generator.height, between(8, 4096), "generated image height, pixels (multiple of 8)"),
       SYNTH_BIND(generator.batch_size, between(1, 4096), "images per sampler call"),
-      SYNTH_BIND(generator.device, one_of({"cpu", "cuda"}), "where the generator runs"),
+      SYNTH_BIND(generator.device, device_value(), "where the generator runs (cuda = cuda:LOCAL_RANK of the rank)"),
       SYNTH_BIND(generator.dtype, one_of({"fp32", "fp16"}), "weights/activations dtype of the U-Net, VAE and text encoder"),
       SYNTH_BIND(generator.instances, between(1, 64), "generator threads, each with its own model copy"),
 
@@ -281,6 +284,7 @@ std::string allowed_text(const Allowed& a) {
     for (size_t i = 0; i < a.choices.size(); ++i) s += (i ? " | " : "") + a.choices[i];
     return s;
   }
+  if (a.device) return "cpu | cuda | cuda:N";
   if (a.non_empty) return "non-empty";
   const bool has_lo = std::isfinite(a.lo), has_hi = std::isfinite(a.hi);
   if (has_lo && has_hi) {
@@ -452,8 +456,9 @@ void assign(const Leaf& leaf, Config& cfg) {
 
 using Locations = std::map<std::string, std::string>;
 
-// Cross-field rules. `loc` maps keys to where they were set, for messages pointing at the file.
-void validate(const Config& c, const Locations& loc, const std::string& file) {
+// Cross-field rules, and the input paths of `inputs`. `loc` maps keys to where they were set, for
+// messages pointing at the file.
+void validate(const Config& c, const Locations& loc, const std::string& file, ConfigInputs inputs) {
   const auto where = [&](const std::string& key) {
     auto it = loc.find(key);
     return it != loc.end() ? it->second : file;
@@ -501,20 +506,31 @@ void validate(const Config& c, const Locations& loc, const std::string& file) {
   require(c.train.total_images >= c.train.batch_size, "train.total_images",
           "train.total_images (" + std::to_string(c.train.total_images) + ") must be >= train.batch_size (" +
               std::to_string(c.train.batch_size) + ")");
-  require(c.train.precision != "fp16" || c.train.device == "cuda", "train.precision",
+  // Device values: cpu | cuda (the rank's LOCAL_RANK GPU) | cuda:N, parsed as the stages resolve them.
+  for (const auto& [key, value] : {std::make_pair("train.device", &c.train.device),
+                                   std::make_pair("generator.device", &c.generator.device)}) {
+    try {
+      parse_device_spec(*value, key);
+    } catch (const InputError& e) {
+      fail(where(key), e.what());
+    }
+  }
+  require(c.train.precision != "fp16" || is_cuda_spec(c.train.device), "train.precision",
           "train.precision = \"fp16\" needs train.device = \"cuda\" (use fp32 or bf16 on cpu)");
 
   namespace fs = std::filesystem;
   std::error_code ec;
   if (c.data.source == "synthetic") {
     const GeneratorConfig& g = c.generator;
-    require(!g.model_dir.empty(), "generator.model_dir", "generator.model_dir is empty (data.source = \"synthetic\")");
-    require(fs::is_regular_file(fs::path(g.model_dir) / "model_index.json", ec), "generator.model_dir",
-            "generator.model_dir: '" + g.model_dir + "' is not a diffusers model directory (no model_index.json)");
+    if (inputs & kTrainData) {
+      require(!g.model_dir.empty(), "generator.model_dir", "generator.model_dir is empty (data.source = \"synthetic\")");
+      require(fs::is_regular_file(fs::path(g.model_dir) / "model_index.json", ec), "generator.model_dir",
+              "generator.model_dir: '" + g.model_dir + "' is not a diffusers model directory (no model_index.json)");
+    }
     require(g.width % 8 == 0 && g.height % 8 == 0, "generator.width",
             "generator.width x generator.height (" + std::to_string(g.width) + "x" + std::to_string(g.height) +
                 ") must be multiples of 8");
-    require(g.dtype != "fp16" || g.device == "cuda", "generator.dtype",
+    require(g.dtype != "fp16" || is_cuda_spec(g.device), "generator.dtype",
             "generator.dtype = \"fp16\" needs generator.device = \"cuda\"");
     require(c.ring.max_height >= g.height && c.ring.max_width >= g.width, "ring.max_height",
             "ring.max_height x ring.max_width (" + std::to_string(c.ring.max_height) + "x" +
@@ -526,21 +542,21 @@ void validate(const Config& c, const Locations& loc, const std::string& file) {
     require(int64_t(c.ring.slots) >= need, "ring.slots",
             "ring.slots (" + std::to_string(c.ring.slots) + ") must be >= train.batch_size + generator.batch_size * " +
                 "generator.instances (" + std::to_string(need) + ")");
-  } else {
+  } else if (inputs & kTrainData) {
     require(!c.data.train_path.empty(), "data.train_path", "data.train_path is empty (data.source = " + toml_string(c.data.source) + ")");
     require(fs::is_directory(c.data.train_path, ec), "data.train_path",
             "data.train_path: '" + c.data.train_path + "' does not exist or is not a directory");
   }
-  if (!c.data.class_file.empty())
+  if (!c.data.class_file.empty() && (inputs & (kTrainData | kEvalSets)))
     require(fs::is_regular_file(c.data.class_file, ec), "data.class_file",
             "data.class_file: '" + c.data.class_file + "' does not exist or is not a file");
-  if (c.eval.source != "none") {
+  if (c.eval.source != "none" && (inputs & kEvalSets)) {
     require(!c.eval.path.empty(), "eval.path", "eval.path is empty (eval.source = " + toml_string(c.eval.source) + ")");
     require(fs::is_directory(c.eval.path, ec), "eval.path",
             "eval.path: '" + c.eval.path + "' does not exist or is not a directory");
   }
   try {
-    check_eval_sets(c);
+    check_eval_sets(c, (inputs & kEvalSets) != 0);
   } catch (const InputError& e) {
     fail(where("eval.sets"), std::string("eval.sets: ") + e.what());
   }
@@ -588,7 +604,8 @@ Leaf parse_override(const std::string& text, std::vector<std::unique_ptr<toml::t
   return leaf;
 }
 
-Config bind(const toml::table& doc, const std::string& source_name, const std::vector<std::string>& overrides) {
+Config bind(const toml::table& doc, const std::string& source_name, const std::vector<std::string>& overrides,
+            ConfigInputs inputs) {
   std::vector<Leaf> leaves;
   flatten(doc, "", source_name, leaves);
   std::stable_sort(leaves.begin(), leaves.end(), [](const Leaf& a, const Leaf& b) {
@@ -612,28 +629,28 @@ Config bind(const toml::table& doc, const std::string& source_name, const std::v
     loc[leaf.key] = leaf.where;
   }
   cfg.source_file = source_name;
-  validate(cfg, loc, source_name);
+  validate(cfg, loc, source_name, inputs);
   return cfg;
 }
 
 }  // namespace
 
 Config parse_config(const std::string& toml_text, const std::string& source_name,
-                    const std::vector<std::string>& overrides) {
-  return bind(parse_text(toml_text, source_name), source_name, overrides);
+                    const std::vector<std::string>& overrides, ConfigInputs inputs) {
+  return bind(parse_text(toml_text, source_name), source_name, overrides, inputs);
 }
 
-Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+Config load_config(const std::string& path, const std::vector<std::string>& overrides, ConfigInputs inputs) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw InputError("config file '" + path + "' does not exist or is not a file");
   std::ifstream in(path, std::ios::binary);
   std::ostringstream text;
   text << in.rdbuf();
   if (!in && !in.eof()) throw InputError("config file '" + path + "' could not be read");
-  return parse_config(text.str(), path, overrides);
+  return parse_config(text.str(), path, overrides, inputs);
 }
 
-void validate_config(const Config& cfg) { validate(cfg, {}, cfg.source_file); }
+void validate_config(const Config& cfg, ConfigInputs inputs) { validate(cfg, {}, cfg.source_file, inputs); }
 
 std::string to_toml(const Config& cfg) {
   Config copy = cfg;

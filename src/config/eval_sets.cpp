@@ -127,7 +127,7 @@ std::vector<EvalSetConfig> eval_sets(const Config& cfg) {
   return sets;
 }
 
-void check_eval_sets(const Config& cfg) {
+void check_eval_sets(const Config& cfg, bool check_paths) {
   const std::vector<EvalSetConfig> sets = eval_sets(cfg);
   const bool has_class_file = !eval_class_file(cfg).empty();
   std::set<std::string> names;
@@ -140,9 +140,9 @@ void check_eval_sets(const Config& cfg) {
   const size_t first = cfg.eval.source != "none" ? 1 : 0;
   for (size_t i = first; i < sets.size(); ++i) {
     const EvalSetConfig& s = sets[i];
-    if (!std::filesystem::is_directory(s.path, ec))
+    if (check_paths && !std::filesystem::is_directory(s.path, ec))
       throw InputError("set '" + s.name + "': '" + s.path + "' does not exist or is not a directory");
-    if (!s.index_ids.empty() && !std::filesystem::is_regular_file(s.index_ids, ec))
+    if (check_paths && !s.index_ids.empty() && !std::filesystem::is_regular_file(s.index_ids, ec))
       throw InputError("set '" + s.name + "': index_ids '" + s.index_ids + "' does not exist or is not a file");
     if ((s.layout == "wnid" || s.layout == "index") && !has_class_file)
       throw InputError("set '" + s.name + "' (layout " + s.layout +

@@ -30,8 +30,9 @@ std::string eval_class_file(const Config& cfg);
 std::vector<EvalSetConfig> eval_sets(const Config& cfg);
 
 // What load_config checks once: entries parse, names are unique (the eval.source set included),
-// paths and index_ids files exist, and wnid/index sets have a class file. InputError naming the
-// entry; load_config prefixes where eval.sets was set.
-void check_eval_sets(const Config& cfg);
+// paths and index_ids files exist (only with check_paths: a command that does not evaluate skips
+// them), and wnid/index sets have a class file. InputError naming the entry; load_config prefixes
+// where eval.sets was set.
+void check_eval_sets(const Config& cfg, bool check_paths = true);
 
 }  // namespace synth

@@ -1,6 +1,5 @@
 #include "diffusion/blocks.hpp"
 
-#include "core/compat.hpp"
 #include "core/error.hpp"
 
 namespace synth {
@@ -79,7 +78,7 @@ torch::Tensor VaeAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), d = c / heads_;
   auto seq = group_norm(x).view({b, c, h * w}).transpose(1, 2);  // [B, HW, C]
   auto split = [&](const torch::Tensor& t) { return t.view({b, h * w, heads_, d}).transpose(1, 2); };
-  auto o = compat::scaled_dot_product_attention(split(to_q(seq)), split(to_k(seq)), split(to_v(seq)));
+  auto o = at::scaled_dot_product_attention(split(to_q(seq)), split(to_k(seq)), split(to_v(seq)));
   o = out_proj_(o.transpose(1, 2).reshape({b, h * w, c}));
   return x + o.transpose(1, 2).reshape({b, c, h, w});
 }

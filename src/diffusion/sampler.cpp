@@ -1,5 +1,8 @@
 #include "diffusion/sampler.hpp"
 
+#include <c10/core/DeviceGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+
 #include <cmath>
 
 #include "core/error.hpp"
@@ -59,9 +62,31 @@ torch::Tensor StableDiffusion::embed(const std::vector<std::string>& prompts) {
   return torch::cat(rows, 0);
 }
 
+torch::Tensor decoded_to_u8(const torch::Tensor& decoded) {
+  const torch::Tensor x = decoded.to(torch::kFloat32);
+  return ((x / 2 + 0.5).clamp(0, 1) * 255).round().to(torch::kUInt8).permute({0, 2, 3, 1}).contiguous();
+}
+
+// GPU images reach the host through this sampler's pinned buffer: an asynchronous copy on the
+// current stream, then a wait for that stream alone (a device-wide sync would also wait for the
+// other generator threads and the trainer). CPU tensors are returned as they are.
+torch::Tensor StableDiffusion::to_host(const torch::Tensor& u8) {
+  if (u8.is_cpu()) return u8;
+  const int64_t n = u8.numel();
+  if (!host_pixels_.defined() || host_pixels_.numel() < n)
+    host_pixels_ = torch::empty({n}, torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(true));
+  torch::Tensor host = host_pixels_.narrow(0, 0, n).view(u8.sizes());
+  host.copy_(u8, /*non_blocking=*/true);
+  c10::impl::VirtualGuardImpl(u8.device().type()).getStream(u8.device()).synchronize();
+  return host;
+}
+
 SampleOutput StableDiffusion::sample(const std::vector<std::string>& prompts, const torch::Tensor& noise,
                                      const SamplerOptions& o) {
   torch::NoGradGuard no_grad;
+  // The model's GPU is current for everything below, whichever GPU the calling thread had.
+  c10::OptionalDeviceGuard device_guard;
+  if (device_.is_cuda()) device_guard.reset_device(device_);
   const int64_t b = int64_t(prompts.size());
   if (b == 0) throw InputError("sampler: no prompts");
   const auto [h, w] = latent_size(o.width, o.height);
@@ -88,8 +113,10 @@ SampleOutput StableDiffusion::sample(const std::vector<std::string>& prompts, co
 
   SampleOutput out;
   out.latents = x.to(torch::kCPU);
-  out.decoded = vae_.decode(x.to(dtype_)).to(torch::kCPU, torch::kFloat32);
-  const torch::Tensor u8 = ((out.decoded / 2 + 0.5).clamp(0, 1) * 255).round().to(torch::kUInt8).permute({0, 2, 3, 1}).contiguous();
+  const torch::Tensor decoded = vae_.decode(x.to(dtype_));
+  if (o.keep_decoded) out.decoded = decoded.to(torch::kCPU, torch::kFloat32);
+  // Converted where it was decoded: a quarter of the float32 bytes cross to the host.
+  const torch::Tensor u8 = to_host(decoded_to_u8(decoded));
   for (int64_t i = 0; i < b; ++i) {
     ImageU8 img;
     img.height = int(u8.size(1));

@@ -28,13 +28,21 @@ struct SamplerOptions {
   int64_t steps = 50;
   double guidance = 7.5;
   int64_t width = 512, height = 384;  // pixels; multiples of the VAE's upscale factor
+  // Copy the float32 VAE output to the host (SampleOutput::decoded): for tests and stream-sample.
+  // The generator turns it off, so on a GPU only the uint8 images cross to the host.
+  bool keep_decoded = true;
 };
 
 struct SampleOutput {
   torch::Tensor latents;  // final latents before decoding, float32 CPU [B, C, h, w]
-  torch::Tensor decoded;  // VAE output in [-1, 1] before clamping, float32 CPU [B, 3, H, W]
-  std::vector<ImageU8> images;  // (decoded / 2 + 0.5).clamp(0, 1) * 255, rounded, HWC RGB
+  torch::Tensor decoded;  // VAE output in [-1, 1] before clamping, float32 CPU [B, 3, H, W] (if keep_decoded)
+  std::vector<ImageU8> images;  // decoded_to_u8 of the VAE output, HWC RGB
 };
+
+// The 8-bit images of VAE outputs [B, 3, H, W] in [-1, 1] (any float dtype, any device), on the
+// same device: uint8 [B, H, W, 3] = round((x / 2 + 0.5).clamp(0, 1) * 255) in float32, rounding
+// half to even (torch.round). The one conversion for CPU and GPU, so both make the same pixels.
+torch::Tensor decoded_to_u8(const torch::Tensor& decoded);
 
 class StableDiffusion {
  public:
@@ -49,14 +57,19 @@ class StableDiffusion {
   // Text-encoder outputs for prompts, through the prompt-embedding cache ([B, 77, C], model dtype).
   torch::Tensor embed(const std::vector<std::string>& prompts);
   // Runs the guided sampler from `noise` (unit-variance latents; multiplied by the scheduler's
-  // init_noise_sigma here, as the diffusers pipeline does) for one prompt per image.
+  // init_noise_sigma here, as the diffusers pipeline does) for one prompt per image. On a GPU it
+  // runs on the calling thread's current stream of the model's device and waits for that stream
+  // only (a generator thread sets its own: sources/generator.cpp).
   SampleOutput sample(const std::vector<std::string>& prompts, const torch::Tensor& noise, const SamplerOptions& options);
 
   const SdModelDir& model() const { return model_; }
+  torch::Device device() const { return device_; }
   int64_t upscale() const { return vae_.upscale(); }  // pixels per latent cell
   const EmbeddingCache& cache() const { return cache_; }
 
  private:
+  torch::Tensor to_host(const torch::Tensor& u8);
+
   SdModelDir model_;
   torch::Device device_;
   torch::Dtype dtype_;
@@ -65,6 +78,9 @@ class StableDiffusion {
   UNet unet_{nullptr};
   VaeDecoder vae_;
   EmbeddingCache cache_;
+  // CUDA only: page-locked staging for the uint8 images, reused by every call (one sampler per
+  // generator thread, so one buffer per thread); grows to the largest batch seen.
+  torch::Tensor host_pixels_;
 };
 
 }  // namespace synth

@@ -3,7 +3,6 @@
 
 #include <cmath>
 
-#include "core/compat.hpp"
 #include "core/error.hpp"
 #include "diffusion/blocks.hpp"
 #include "diffusion/weights.hpp"
@@ -33,7 +32,7 @@ class CrossAttentionImpl : public nn::Module {
     const int64_t b = x.size(0);
     const auto split = [&](const torch::Tensor& t) { return t.view({b, t.size(1), heads_, head_dim_}).transpose(1, 2); };
     const torch::Tensor q = split(to_q(x)), k = split(to_k(context)), v = split(to_v(context));
-    const torch::Tensor o = compat::scaled_dot_product_attention(q, k, v);
+    const torch::Tensor o = at::scaled_dot_product_attention(q, k, v);
     return out_(o.transpose(1, 2).reshape({b, x.size(1), heads_ * head_dim_}));
   }
 

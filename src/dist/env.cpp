@@ -4,6 +4,9 @@
 #include <cstdlib>
 #include <string>
 
+#include <torch/cuda.h>
+
+#include "core/device.hpp"
 #include "core/error.hpp"
 
 namespace synth {
@@ -59,6 +62,21 @@ DistEnv dist_env_from(const std::function<const char*(const char*)>& getenv) {
   if (get("MASTER_ADDR")) env.master_addr = get("MASTER_ADDR");
   if (get("MASTER_PORT")) env.master_port = parse_int("MASTER_PORT", get("MASTER_PORT"), 1, 65535);
   return env;
+}
+
+c10::Device resolve_device(const std::string& value, const std::string& key, int local_rank) {
+  const int index = resolve_device_index(value, key, local_rank);
+  return index < 0 ? c10::Device(c10::kCPU) : c10::Device(c10::kCUDA, c10::DeviceIndex(index));
+}
+
+void require_device(const c10::Device& device, const std::string& key, const std::string& value) {
+  if (!device.is_cuda()) return;
+  const std::string what = key + " = \"" + value + "\" (" + device.str() + " on this rank)";
+  if (!torch::cuda::is_available()) throw InputError(what + " but this build/machine has no CUDA device; use cpu");
+  const int count = int(torch::cuda::device_count());
+  if (device.index() >= count)
+    throw InputError(what + " but this machine has " + std::to_string(count) + " CUDA device(s), cuda:0..cuda:" +
+                     std::to_string(count - 1));
 }
 
 DistEnv dist_env_from_process() {

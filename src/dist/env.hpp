@@ -9,6 +9,8 @@
 // Neither: a single process (rank 0 of 1). torchrun's variables win over Slurm's, because
 // torchrun inside an allocation sets its own.
 #pragma once
+#include <c10/core/Device.h>
+
 #include <functional>
 #include <string>
 
@@ -29,6 +31,19 @@ struct DistEnv {
 // when one is malformed or inconsistent (RANK >= WORLD_SIZE, a port outside 1..65535).
 DistEnv dist_env_from(const std::function<const char*(const char*)>& getenv);
 DistEnv dist_env_from_process();
+
+// The device a device value ("cpu" | "cuda" | "cuda:N", core/device.hpp) names on this rank:
+// "cuda" -> cuda:LOCAL_RANK, "cuda:N" -> cuda:N on every rank, "cpu" -> cpu. The one mapping from
+// config/flag values to devices (trainer, generator, stream-sample, stream-augment); pure, so it
+// works and is tested without a GPU. InputError naming `key` for a malformed value.
+c10::Device resolve_device(const std::string& value, const std::string& key, int local_rank);
+inline c10::Device resolve_device(const std::string& value, const std::string& key, const DistEnv& env) {
+  return resolve_device(value, key, env.local_rank);
+}
+
+// InputError naming `key` (which was `value`) when `device` is a GPU this build or machine does not
+// have: no CUDA at all, or an index beyond the device count. Nothing for the CPU.
+void require_device(const c10::Device& device, const std::string& key, const std::string& value);
 
 // First host of a Slurm node list: "a01,b02" -> a01, "gpu[03-06,09],cpu1" -> gpu03.
 std::string first_slurm_host(const std::string& nodelist);

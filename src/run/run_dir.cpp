@@ -80,6 +80,10 @@ Loggers make_loggers(const fs::path& root, const fs::path& log_file, bool consol
 
 }  // namespace
 
+void RunDir::info(const std::string& line) const { logger->info("{}", line); }
+
+void RunDir::file_error(const std::string& line) const { file_logger->error("{}", line); }
+
 RunDir open_run_dir(const Config& cfg, bool resume, bool console) {
   RunDir rd;
   rd.root = fs::path(cfg.run.dir) / cfg.run.name;

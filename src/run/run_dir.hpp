@@ -8,6 +8,10 @@
 
 #include "config/config.hpp"
 
+// spdlog and fmt stay inside src/run/*.cpp, which never include LibTorch: the torch wheel's include
+// folder ships its own fmt (12.x, found first on every torch target's include path) while Debian's
+// libspdlog is built against libfmt 9, so a file that saw both would mix two fmt versions.
+// Everything else logs through RunDir::info/file_error.
 namespace spdlog {
 class logger;
 }
@@ -25,6 +29,9 @@ struct RunDir {
   // log.txt only (same file sink): for the final error, which the main already prints on stderr.
   std::shared_ptr<spdlog::logger> file_logger;
   bool resumed = false;
+
+  void info(const std::string& line) const;        // console + log.txt
+  void file_error(const std::string& line) const;  // log.txt only
 };
 
 // Creates (or, with resume, reopens) the run directory and writes cfg as config.toml. Throws

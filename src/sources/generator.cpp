@@ -2,10 +2,42 @@
 
 #include <chrono>
 #include <cstring>
+#include <optional>
+
+#ifdef SYNTH_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 #include "core/error.hpp"
+#include "sources/devices.hpp"
 
 namespace synth {
+namespace {
+
+// A generator thread works on its model's GPU, on a stream of its own for the thread's lifetime:
+// threads sharing a GPU then overlap, and none queues behind the trainer's work on the default
+// stream. The sampler waits for the current stream only, which is this one. Nothing on the CPU.
+class ThreadDevice {
+ public:
+  explicit ThreadDevice(const torch::Device& device) {
+    if (!device.is_cuda()) return;
+#ifdef SYNTH_WITH_CUDA
+    device_.emplace(device);
+    stream_.emplace(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index()));
+#else
+    throw Error("a generator on " + device.str() + " needs the CUDA flavor (-DSYNTH_CUDA=ON)");
+#endif
+  }
+
+ private:
+#ifdef SYNTH_WITH_CUDA
+  std::optional<c10::cuda::CUDAGuard> device_;          // destroyed last: restores the thread's device
+  std::optional<c10::cuda::CUDAStreamGuard> stream_;
+#endif
+};
+
+}  // namespace
 
 SyntheticProducer::SyntheticProducer(std::vector<std::shared_ptr<StableDiffusion>> models,
                                      std::shared_ptr<const PromptStream> prompts, Ring& ring,
@@ -38,6 +70,7 @@ void SyntheticProducer::join() { threads_.join(); }
 double SyntheticProducer::generate_seconds() const { return double(generate_us_.load()) * 1e-6; }
 
 void SyntheticProducer::run(StableDiffusion& sd) {
+  const ThreadDevice on_device(sd.device());
   std::vector<int> slots;
   try {
     while (true) {
@@ -93,11 +126,15 @@ void SyntheticProducer::run(StableDiffusion& sd) {
   for (int s : slots) ring_.discard(s);
 }
 
-ImageSource synthetic_image_source(const Config& cfg, bool load_models) {
+ImageSource synthetic_image_source(const Config& cfg, bool load_models, const DistEnv& env) {
   const GeneratorConfig& g = cfg.generator;
-  const torch::Device device(g.device == "cuda" ? torch::kCUDA : torch::kCPU);
-  if (device.is_cuda() && !torch::cuda::is_available())
-    throw InputError(cfg.source_file + ": generator.device = \"cuda\" but this build/machine has no CUDA device");
+  torch::Device device(torch::kCPU);
+  try {
+    device = generator_device(cfg, env.local_rank);
+    if (load_models) require_device(device, "generator.device", g.device);
+  } catch (const InputError& e) {
+    throw InputError(with_context(cfg.source_file, e.what()));
+  }
   const torch::Dtype dtype = g.dtype == "fp16" ? torch::kHalf : torch::kFloat32;
   std::vector<std::shared_ptr<StableDiffusion>> models;
   if (load_models) {
@@ -116,6 +153,7 @@ ImageSource synthetic_image_source(const Config& cfg, bool load_models) {
   options.guidance = g.guidance;
   options.width = g.width;
   options.height = g.height;
+  options.keep_decoded = false;  // only the uint8 images leave the GPU
 
   ImageSource source;
   source.name = "Stable Diffusion " + g.model_dir + " (" + g.scheduler + ", " + std::to_string(g.steps) +

@@ -15,6 +15,7 @@
 
 #include "config/config.hpp"
 #include "diffusion/sampler.hpp"
+#include "dist/env.hpp"
 #include "prompts/prompt_stream.hpp"
 #include "stream/producer.hpp"
 
@@ -50,7 +51,11 @@ class SyntheticProducer final : public Producer {
 // generator.model_dir (InputError naming the file for missing/corrupt weights), the prompt stream
 // of run.seed, and labels = rows of prompts.class_file. With load_models = false (a trainer rank
 // fed by dedicated generator ranks) no model is loaded: the source names and describes the
-// stream but cannot make producers.
-ImageSource synthetic_image_source(const Config& cfg, bool load_models = true);
+// stream but cannot make producers. The models live on generator_device(cfg, env.local_rank)
+// (sources/devices.hpp: "cuda" = this rank's LOCAL_RANK GPU); each producer thread makes that GPU
+// current and works on a CUDA stream of its own. InputError naming generator.device when the
+// device is malformed or missing (checked only when models are loaded).
+ImageSource synthetic_image_source(const Config& cfg, bool load_models = true,
+                                   const DistEnv& env = dist_env_from_process());
 
 }  // namespace synth

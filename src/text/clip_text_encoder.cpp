@@ -6,7 +6,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "core/compat.hpp"
 #include "core/error.hpp"
 #include "io/safetensors.hpp"
 
@@ -103,7 +102,8 @@ struct ClipAttention : torch::nn::Module {
     auto split = [&](const torch::Tensor& t) { return t.view({b, l, heads, hd}).transpose(1, 2); };
     // Causal: a token attends only to itself and earlier tokens (CLIP's text transformer is a
     // GPT-style decoder, Radford et al. 2021, Sec. 2.4).
-    auto o = compat::scaled_dot_product_attention(split(q_proj(x)), split(k_proj(x)), split(v_proj(x)), /*causal=*/true);
+    auto o = at::scaled_dot_product_attention(split(q_proj(x)), split(k_proj(x)), split(v_proj(x)), /*attn_mask=*/{},
+                                           /*dropout_p=*/0.0, /*is_causal=*/true);
     return out_proj(o.transpose(1, 2).reshape({b, l, d}));
   }
   int64_t heads;

@@ -1,6 +1,7 @@
 #include "train/amp.hpp"
 
-#include "core/compat.hpp"
+#include <ATen/autocast_mode.h>
+
 #include "core/error.hpp"
 
 namespace synth {
@@ -15,15 +16,18 @@ Precision parse_precision(const std::string& name) {
 AutocastScope::AutocastScope(Precision precision, torch::DeviceType device) : device_(device) {
   if (precision == Precision::kFp32) return;
   active_ = true;
-  was_enabled_ = compat::autocast_enabled(device);
+  was_enabled_ = at::autocast::is_autocast_enabled(device);
+  was_dtype_ = at::autocast::get_autocast_dtype(device);
   at::autocast::increment_nesting();
-  compat::set_autocast(device, true, precision == Precision::kFp16 ? torch::kHalf : torch::kBFloat16);
+  at::autocast::set_autocast_enabled(device, true);
+  at::autocast::set_autocast_dtype(device, precision == Precision::kFp16 ? torch::kHalf : torch::kBFloat16);
 }
 
 AutocastScope::~AutocastScope() {
   if (!active_) return;
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  compat::set_autocast(device_, was_enabled_, device_ == torch::kCUDA ? torch::kHalf : torch::kBFloat16);
+  at::autocast::set_autocast_enabled(device_, was_enabled_);
+  at::autocast::set_autocast_dtype(device_, was_dtype_);
 }
 
 LossScaler::LossScaler(bool enabled, double initial, double growth, double backoff, int64_t interval)

@@ -29,6 +29,7 @@ class AutocastScope {
  private:
   bool active_ = false, was_enabled_ = false;
   torch::DeviceType device_;
+  torch::ScalarType was_dtype_ = torch::kFloat32;
 };
 
 class LossScaler {

@@ -4,8 +4,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
+#include <fstream>
+#include <map>
 #include <sstream>
+
+#include <caffe2/serialize/inline_container.h>
 
 #include "core/error.hpp"
 #include "run/run_dir.hpp"
@@ -40,6 +45,95 @@ int64_t images_of(const fs::path& p) {
   return std::stoll(digits);
 }
 
+// CRC-32 (zip's polynomial), bytewise with a table.
+struct CrcTable {
+  std::array<uint32_t, 256> v{};
+  constexpr CrcTable() {
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+      v[i] = c;
+    }
+  }
+};
+constexpr CrcTable kCrc;
+
+uint32_t crc32(const uint8_t* p, size_t n) {
+  uint32_t c = 0xffffffffu;
+  for (size_t i = 0; i < n; ++i) c = kCrc.v[(c ^ p[i]) & 0xff] ^ (c >> 8);
+  return ~c;
+}
+
+uint64_t le(const std::string& b, size_t at, int bytes) {
+  if (at + size_t(bytes) > b.size()) throw Error("zip structure runs past its end");
+  uint64_t v = 0;
+  for (int k = bytes - 1; k >= 0; --k) v = v << 8 | uint8_t(b[at + size_t(k)]);
+  return v;
+}
+
+std::string read_range(std::ifstream& in, uint64_t at, uint64_t n) {
+  std::string out(size_t(n), '\0');
+  in.seekg(std::streamoff(at));
+  in.read(out.data(), std::streamsize(n));
+  if (!in) throw Error("zip structure points past the end of the file");
+  return out;
+}
+
+// The CRC-32 of every record, by record name without the archive's top folder (as LibTorch's
+// reader names them), from the zip's central directory; zip64 end records included. Only the
+// central directory has them all: LibTorch's writer puts the CRCs in data descriptors after each
+// record, and compresses some (code/), so the local headers cannot say where those are.
+std::map<std::string, uint32_t> stored_crcs(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary | std::ios::ate);
+  const uint64_t size = uint64_t(in.tellg());
+  const uint64_t tail_at = size > 65557 ? size - 65557 : 0;  // end record (22) + longest comment
+  const std::string tail = read_range(in, tail_at, size - tail_at);
+  const size_t eocd = tail.rfind(std::string("PK\x05\x06", 4));
+  if (eocd == std::string::npos) throw Error("no zip end record");
+  uint64_t entries = le(tail, eocd + 10, 2), cd_size = le(tail, eocd + 12, 4), cd_at = le(tail, eocd + 16, 4);
+  if (eocd >= 20 && le(tail, eocd - 20, 4) == 0x07064b50u) {  // zip64 locator -> zip64 end record
+    const std::string end64 = read_range(in, le(tail, eocd - 20 + 8, 8), 56);
+    if (le(end64, 0, 4) != 0x06064b50u) throw Error("bad zip64 end record");
+    entries = le(end64, 32, 8);
+    cd_size = le(end64, 40, 8);
+    cd_at = le(end64, 48, 8);
+  }
+  if (cd_at + cd_size > size) throw Error("zip central directory past the end of the file");
+  const std::string cd = read_range(in, cd_at, cd_size);
+  std::map<std::string, uint32_t> crcs;
+  size_t at = 0;
+  for (uint64_t i = 0; i < entries; ++i) {
+    if (le(cd, at, 4) != 0x02014b50u) throw Error("bad zip central directory entry");
+    const size_t name_len = size_t(le(cd, at + 28, 2));
+    if (at + 46 + name_len > cd.size()) throw Error("zip structure runs past its end");
+    const std::string name = cd.substr(at + 46, name_len);
+    crcs[name.substr(name.find('/') + 1)] = uint32_t(le(cd, at + 16, 4));
+    at += 46 + name_len + size_t(le(cd, at + 30, 2)) + size_t(le(cd, at + 32, 2));
+  }
+  return crcs;
+}
+
+// LibTorch's zip reader does not check the CRC-32s (its miniz is built without), so a flipped bit
+// in a tensor would load silently as a wrong weight or ledger. Checks every record, as the reader
+// returns it (inflated where compressed), against the CRC its writer stored.
+void verify_records(const fs::path& file) {
+  caffe2::serialize::PyTorchStreamReader reader(file.string());
+  const std::map<std::string, uint32_t> crcs = stored_crcs(file);
+  for (const std::string& name : reader.getAllRecords()) {
+    const auto [data, size] = reader.getRecord(name);
+    const auto stored = crcs.find(name);
+    if (stored == crcs.end()) throw Error("record '" + name + "' is not in the zip central directory");
+    if (crc32(static_cast<const uint8_t*>(data.get()), size) != stored->second)
+      throw Error("record '" + name + "' fails its CRC-32 check");
+  }
+}
+
+// The first line of a c10::Error (the rest is a backtrace), without miniz's advice paragraph.
+std::string first_line(const std::string& what) {
+  std::string line = what.substr(0, what.find('\n'));
+  return line.substr(0, line.find(" This is an internal miniz error"));
+}
+
 void fsync_dir(const fs::path& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
   if (fd < 0) return;
@@ -62,34 +156,84 @@ struct Opened {
   TrainState state;
 };
 
+void read_state(torch::serialize::InputArchive& a, TrainState& s) {
+  s.step = read_int(a, "synth.step");
+  s.images_seen = uint64_t(read_int(a, "synth.images_seen"));
+  s.seed = uint64_t(read_int(a, "synth.seed"));
+  s.num_classes = read_int(a, "synth.num_classes");
+  s.ledger = tensor_bytes(read_tensor(a, "synth.ledger"));
+  s.arch = tensor_bytes(read_tensor(a, "synth.arch"));
+  s.width = read_tensor(a, "synth.width").item<double>();
+  torch::Tensor scale;
+  if (a.try_read("synth.loss_scale", scale)) {
+    s.loss_scale = scale[0].item<double>();
+    s.loss_scale_good_steps = int64_t(scale[1].item<double>());
+  }
+}
+
+// Damage (DamagedCheckpoint) is anything that stops the archive or its synth.* records from
+// reading back as written; an intact archive of another format is a plain InputError.
 void open_into(const fs::path& file, Opened& o) {
   std::error_code ec;
-  if (!fs::is_regular_file(file, ec)) throw InputError("checkpoint '" + file.string() + "' does not exist");
+  if (!fs::is_regular_file(file, ec)) throw DamagedCheckpoint("checkpoint '" + file.string() + "' does not exist");
+  int64_t format = 0;
   try {
-    o.archive.load_from(file.string());
-    if (read_int(o.archive, "synth.format") != kFormat) throw InputError("unsupported checkpoint format");
-    TrainState& s = o.state;
-    s.step = read_int(o.archive, "synth.step");
-    s.images_seen = uint64_t(read_int(o.archive, "synth.images_seen"));
-    s.seed = uint64_t(read_int(o.archive, "synth.seed"));
-    s.num_classes = read_int(o.archive, "synth.num_classes");
-    s.ledger = tensor_bytes(read_tensor(o.archive, "synth.ledger"));
-    s.arch = tensor_bytes(read_tensor(o.archive, "synth.arch"));
-    s.width = read_tensor(o.archive, "synth.width").item<double>();
-    torch::Tensor scale;
-    if (o.archive.try_read("synth.loss_scale", scale)) {
-      s.loss_scale = scale[0].item<double>();
-      s.loss_scale_good_steps = int64_t(scale[1].item<double>());
-    }
-  } catch (const InputError& e) {
-    throw InputError("checkpoint '" + file.string() + "': " + e.what());
+    verify_records(file);
+    // Onto the CPU whatever device the tensors were saved from: a checkpoint of a CUDA run must
+    // load where there is no GPU (stream-eval, stream-export), or on another GPU than it was
+    // written from. The weights are copied into the live tensors afterwards, on their device.
+    o.archive.load_from(file.string(), torch::Device(torch::kCPU));
+    format = read_int(o.archive, "synth.format");
+    if (format == kFormat) read_state(o.archive, o.state);
   } catch (const std::exception& e) {
-    // LibTorch's zip reader reports truncation, bad CRCs and missing records as c10::Error with
-    // a multi-line backtrace; keep its first line.
-    std::string what = e.what();
-    what = what.substr(0, what.find('\n'));
-    throw InputError("checkpoint '" + file.string() + "' is unreadable, truncated or corrupt: " + what);
+    // LibTorch's zip reader reports truncation and missing records as c10::Error with a
+    // multi-line backtrace; keep its first line.
+    throw DamagedCheckpoint("checkpoint '" + file.string() + "' is unreadable, truncated or corrupt: " + first_line(e.what()));
   }
+  if (format != kFormat)
+    throw InputError("checkpoint '" + file.string() + "': unsupported checkpoint format " + std::to_string(format) +
+                     " (this build reads " + std::to_string(kFormat) + ")");
+}
+
+// Copies the archive's parameters and buffers into module's own tensors, keeping their device,
+// dtype and memory format (channels-last on GPUs). torch::nn::Module::load would instead set_()
+// each tensor to the archive's, moving a CUDA model to the CPU the archive was mapped to.
+void copy_into(torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& prefix) {
+  auto copy = [&](const std::string& key, torch::Tensor live, bool is_buffer) {
+    torch::Tensor saved;
+    archive.read(key, saved, is_buffer);
+    if (saved.sizes() != live.sizes() || saved.scalar_type() != live.scalar_type())
+      throw InputError("'" + prefix + key + "' is " + c10::toString(saved.scalar_type()) + " " +
+                       c10::str(saved.sizes()) + ", the model has " + c10::toString(live.scalar_type()) + " " +
+                       c10::str(live.sizes()));
+    live.copy_(saved);
+  };
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.named_parameters(/*recurse=*/false)) copy(p.key(), p.value(), false);
+  for (auto& b : module.named_buffers(/*recurse=*/false)) copy(b.key(), b.value(), true);
+  for (const auto& child : module.named_children()) {
+    torch::serialize::InputArchive sub;
+    archive.read(child.key(), sub);
+    copy_into(*child.value(), sub, prefix + child.key() + ".");
+  }
+}
+
+// The optimizer state was read onto the CPU with the rest; SGD's momentum buffers must sit beside
+// their parameters, in their layout, as SGD makes them. SGD is the only optimizer here
+// (train/optimizer.hpp).
+void move_state_to_params(torch::optim::Optimizer& optimizer) {
+  torch::NoGradGuard no_grad;
+  for (auto& group : optimizer.param_groups())
+    for (const torch::Tensor& p : group.params()) {
+      auto it = optimizer.state().find(p.unsafeGetTensorImpl());
+      if (it == optimizer.state().end()) continue;
+      auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(it->second.get());
+      if (!sgd) throw Error("checkpoint: cannot place optimizer state other than SGD's on the parameters' device");
+      if (!sgd->momentum_buffer().defined()) continue;
+      torch::Tensor placed = torch::empty_like(p);  // p's device, dtype and memory format
+      placed.copy_(sgd->momentum_buffer());
+      sgd->momentum_buffer(placed);
+    }
 }
 
 }  // namespace
@@ -121,10 +265,20 @@ fs::path save_checkpoint(const fs::path& dir, const TrainState& state, torch::nn
   char name[64];
   std::snprintf(name, sizeof name, "%s%012llu%s", kPrefix, (unsigned long long)state.images_seen, kSuffix);
   const fs::path file = dir / name;
-  write_file_atomic(file, bytes.str());
+  try {
+    write_file_atomic(file, bytes.str());  // removes its temp file when the write fails
+  } catch (const Error& e) {
+    throw Error("checkpoint '" + file.string() + "' not written, the previous ones are kept: " + e.what());
+  }
   fsync_dir(dir);
 
+  // Files beyond this one belong to a future that a resume abandoned (damaged ones it skipped).
+  // Left, they would count towards `keep`, and the intact older ones would be deleted first.
   std::vector<fs::path> all = list_checkpoints(dir);
+  while (!all.empty() && images_of(all.back()) > int64_t(state.images_seen)) {
+    fs::remove(all.back(), ec);
+    all.pop_back();
+  }
   for (size_t i = 0; i + size_t(std::max(keep, 1)) < all.size(); ++i) fs::remove(all[i], ec);
   return file;
 }
@@ -166,18 +320,39 @@ TrainState load_checkpoint(const fs::path& file, torch::nn::Module& model, torch
   try {
     torch::serialize::InputArchive model_archive;
     o.archive.read("model", model_archive);
-    model.load(model_archive);
+    copy_into(model, model_archive, "");
     if (optimizer) {
       torch::serialize::InputArchive optim_archive;
       o.archive.read("optimizer", optim_archive);
       optimizer->load(optim_archive);
+      move_state_to_params(*optimizer);
     }
+  } catch (const InputError& e) {
+    throw InputError("checkpoint '" + file.string() + "': cannot restore the model: " + e.what());
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    what = what.substr(0, what.find('\n'));
-    throw InputError("checkpoint '" + file.string() + "': cannot restore the model/optimizer: " + what);
+    throw InputError("checkpoint '" + file.string() + "': cannot restore the model/optimizer: " + first_line(e.what()));
   }
   return s;
+}
+
+Resumed load_newest_checkpoint(const fs::path& dir, torch::nn::Module& model, torch::optim::Optimizer* optimizer,
+                               const std::string& arch, double width, int64_t num_classes,
+                               const std::function<void(const std::string&)>& warn) {
+  const std::vector<fs::path> all = list_checkpoints(dir);
+  std::string damaged;
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    try {
+      // A damaged file throws before model or optimizer is touched (open_into reads it whole).
+      return Resumed{*it, load_checkpoint(*it, model, optimizer, arch, width, num_classes)};
+    } catch (const DamagedCheckpoint& e) {
+      if (warn) warn(std::string("warning: ") + e.what() + "; skipped, trying an older checkpoint");
+      damaged += (damaged.empty() ? "" : ", ") + it->filename().string();
+    }
+  }
+  if (!damaged.empty())
+    throw InputError("every checkpoint in '" + dir.string() + "' is damaged (" + damaged +
+                     "): there is nothing intact to resume from");
+  return {};
 }
 
 }  // namespace synth

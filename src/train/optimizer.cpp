@@ -4,7 +4,6 @@
 #include <cmath>
 #include <vector>
 
-#include "core/compat.hpp"
 
 namespace synth {
 
@@ -46,7 +45,7 @@ torch::Tensor ForeachSgd::step(LossClosure closure) {
       // starts its buffer as a copy of d (torch.optim.SGD).
       std::vector<torch::Tensor> bufs(params.size()), old_bufs, old_updates;
       for (size_t i = 0; i < params.size(); ++i) {
-        const auto key = compat::optimizer_state_key(params[i]);
+        void* const key = params[i].unsafeGetTensorImpl();
         const auto it = state().find(key);
         if (it == state().end()) {
           bufs[i] = update[i].clone();

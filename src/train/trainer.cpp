@@ -9,7 +9,10 @@
 #include <optional>
 #include <vector>
 
+#include <c10/core/DeviceGuard.h>
+
 #include "augment/train_augment.hpp"
+#include "core/device.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "dist/grad_reducer.hpp"
@@ -20,6 +23,7 @@
 #include "stream/ledger.hpp"
 #include "stream/ring.hpp"
 #include "stream/shard.hpp"
+#include "sources/devices.hpp"
 #include "sources/remote.hpp"
 #include "train/amp.hpp"
 #include "train/checkpoint.hpp"
@@ -107,14 +111,26 @@ LedgerTotals ledger_totals(const Ledger& ledger, uint64_t base_count, Comm* grou
   return {base_count + uint64_t(t[0]), uint64_t(t[1])};
 }
 
+// This rank's training device (train.device resolved with its LOCAL_RANK), checked to exist;
+// InputErrors name the config file and the key.
+torch::Device usable_train_device(const Config& cfg, int local_rank) {
+  try {
+    const torch::Device device = train_device(cfg, local_rank);
+    require_device(device, "train.device", cfg.train.device);
+    return device;
+  } catch (const InputError& e) {
+    throw InputError(with_context(cfg.source_file, e.what()));
+  }
+}
+
 }  // namespace
 
 void check_trainable(const Config& cfg) {
-  if (cfg.train.precision == "fp16" && cfg.train.device != "cuda")
+  if (cfg.train.precision == "fp16" && !is_cuda_spec(cfg.train.device))
     throw InputError(cfg.source_file + ": train.precision = \"fp16\" needs train.device = \"cuda\" (on the CPU, autocast "
                      "computes in bf16: use \"bf16\" or \"fp32\")");
-  if (cfg.train.device == "cuda" && !torch::cuda::is_available())
-    throw InputError(cfg.source_file + ": train.device = \"cuda\" but this build/machine has no CUDA device; use cpu");
+  // Called before the job exists: the process's own environment gives its LOCAL_RANK.
+  usable_train_device(cfg, dist_env_from_process().local_rank);
 }
 
 TrainSummary run_training(const Config& cfg, const ImageSource& source, const std::string& run_dir, bool resume,
@@ -128,9 +144,12 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
   };
   check_trainable(cfg);
   if (cfg.train.threads > 0) torch::set_num_threads(cfg.train.threads);
-  // One GPU per process: the launcher's LOCAL_RANK picks it.
-  const torch::Device device = cfg.train.device == "cuda" ? torch::Device(torch::kCUDA, int8_t(job.local_rank()))
-                                                           : torch::Device(torch::kCPU);
+  // One GPU per process: "cuda" is the launcher's LOCAL_RANK, "cuda:N" GPU N. It is the current
+  // device of this thread for the whole run, so NCCL, the caching allocator and any kernel
+  // launched without a tensor argument use it too.
+  const torch::Device device = usable_train_device(cfg, job.local_rank());
+  c10::OptionalDeviceGuard device_guard;
+  if (device.is_cuda()) device_guard.reset_device(device);
   const uint64_t seed = cfg.run.seed;
   const uint64_t total = uint64_t(cfg.train.total_images);
   const int64_t batch = cfg.train.batch_size;
@@ -164,6 +183,7 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
       if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
   }
   const Precision precision = parse_precision(cfg.train.precision);
+  const torch::Dtype crop_dtype = gpu_crop_dtype(cfg.train.precision);
   LossScaler scaler(precision == Precision::kFp16);
   std::unique_ptr<torch::optim::SGD> optimizer = make_sgd(*model, cfg.optim);
   const LrSchedule schedule = LrSchedule::from_config(cfg.optim, batch, total_steps);
@@ -176,21 +196,24 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
   state.num_classes = cfg.model.num_classes;
   Ledger ledger;
   if (resume) {
-    const std::vector<fs::path> found = list_checkpoints(ckpt_dir);
-    if (found.empty()) {
+    // The newest intact checkpoint: a damaged newer one is skipped with a warning line, and the
+    // images after the one loaded are trained again (they are not in its ledger).
+    const Resumed found = load_newest_checkpoint(ckpt_dir, *model, optimizer.get(), cfg.model.arch, cfg.model.width,
+                                                 cfg.model.num_classes, log);
+    if (found.file.empty()) {
       log("resume: no checkpoint in " + ckpt_dir.string() + ", starting from image 0");
     } else {
-      state = load_checkpoint(found.back(), *model, optimizer.get(), cfg.model.arch, cfg.model.width, cfg.model.num_classes);
+      state = found.state;
       if (state.seed != seed)
-        throw InputError("checkpoint '" + found.back().string() + "' was trained with run.seed = " + std::to_string(state.seed) +
+        throw InputError("checkpoint '" + found.file.string() + "' was trained with run.seed = " + std::to_string(state.seed) +
                          ", the config says " + std::to_string(seed) + " (a different stream)");
       try {
         ledger = Ledger::deserialize(state.ledger);
       } catch (const InputError& e) {
-        throw InputError("checkpoint '" + found.back().string() + "': " + e.what());
+        throw InputError("checkpoint '" + found.file.string() + "': " + e.what());
       }
       if (state.loss_scale > 0) scaler.restore(state.loss_scale, state.loss_scale_good_steps);
-      log("resume: " + found.back().filename().string() + " at step " + std::to_string(state.step) + ", " +
+      log("resume: " + found.file.filename().string() + " at step " + std::to_string(state.step) + ", " +
           format_count(state.images_seen) + " images");
     }
   }
@@ -334,7 +357,7 @@ TrainSummary run_training(const Config& cfg, const ImageSource& source, const st
       }
       std::vector<CropGroup> groups;
       try {
-        groups = augment_batch(cfg, seed, views, labels, device);
+        groups = augment_batch(cfg, seed, views, labels, device, crop_dtype);
       } catch (...) {
         for (int s : *slots) ring.release(s);
         throw;

@@ -267,7 +267,7 @@ TEST_CASE("stream-eval: class folders and images that do not fit exit 2 naming t
   check_bad_input(run(exe, f.args({"--eval", "x=" + f.path("full"), "--eval", "x=" + f.path("v2")})), "stream-eval",
                   {"two evaluation sets are named 'x'"});
   check_bad_input(run(exe, f.args({"--set", "eval.sets=[]"})), "stream-eval", {"eval.sets is empty"});
-  check_bad_input(run(exe, f.args({"--device", "tpu"})), "stream-eval", {"--device: 'tpu' is not cpu or cuda"});
+  check_bad_input(run(exe, f.args({"--device", "tpu"})), "stream-eval", {"--device = \"tpu\" is not a device (cpu | cuda = this rank's GPU, LOCAL_RANK | cuda:N = GPU N)"});
 }
 
 TEST_CASE("stream-export: the safetensors file is the model's state_dict under torchvision's names, bit for bit") {

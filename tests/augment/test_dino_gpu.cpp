@@ -11,7 +11,7 @@
 #include "augment/dino_cpu.hpp"
 #include "augment/dino_gpu.hpp"
 #include "augment/train_augment.hpp"
-#include "core/compat.hpp"
+#include <torch/cuda.h>
 #include "core/error.hpp"
 
 using namespace synth;
@@ -37,7 +37,7 @@ ImageU8 random_image(int h, int w, uint64_t seed) {
 }  // namespace
 
 TEST_CASE("GPU crops match the CPU reference for the same parameters") {
-  if (!compat::cuda_available()) {
+  if (!torch::cuda::is_available()) {
     MESSAGE("no CUDA device: GPU parity skipped");
     return;
   }
@@ -85,7 +85,7 @@ TEST_CASE("GPU crops match the CPU reference for the same parameters") {
 }
 
 TEST_CASE("GPU crops reject a box outside its image") {
-  if (!compat::cuda_available()) return;
+  if (!torch::cuda::is_available()) return;
   DinoConfig cfg;
   cfg.local_crops = 0;
   const ImageU8 img = random_image(50, 60, 1);
@@ -95,7 +95,7 @@ TEST_CASE("GPU crops reject a box outside its image") {
 }
 
 TEST_CASE("the trainer's augment_batch on a CUDA device gives the CPU crops and labels") {
-  if (!compat::cuda_available()) return;
+  if (!torch::cuda::is_available()) return;
   Config cfg;
   cfg.augment.kind = "dino";
   cfg.augment.dino.global_crops = 1;

@@ -137,7 +137,8 @@ TEST_CASE("out-of-range values and bad choices") {
   CHECK(parse_error("[run]\nseed = -1\n") == "mem.toml:2:8: run.seed = -1 is out of range (allowed: >= 0)");
   CHECK(parse_error("[augment]\nstd = [0.2, 0.0, 0.2]\n") ==
         "mem.toml:2:13: augment.std[1] = 0 is out of range (allowed: > 0 and <= 10)");
-  CHECK(parse_error("[train]\ndevice = \"gpu\"\n") == "mem.toml:2:10: train.device = \"gpu\" is not one of cpu | cuda");
+  CHECK(parse_error("[train]\ndevice = \"gpu\"\n") ==
+        "mem.toml:2:10: train.device = \"gpu\" is not a device (cpu | cuda = this rank's GPU, LOCAL_RANK | cuda:N = GPU N)");
   CHECK(parse_error("[run]\nname = \"\"\n") == "mem.toml:2:8: run.name must not be empty");
   CHECK(contains(parse_error("[run]\nname = \"a/b\"\n"), "mem.toml:2:8: run.name = \"a/b\" must be a plain directory name"));
 }
@@ -223,6 +224,63 @@ TEST_CASE("input paths must exist when they are used") {
   built.data.train_path = "/nonexistent/c";
   CHECK(input_error([&] { validate_config(built); }) == "data.train_path: '/nonexistent/c' does not exist or is not a directory");
   CHECK_NOTHROW(validate_config(Config{}));
+}
+
+namespace {
+
+// The working directory for one test: the configs' relative paths resolve against it.
+struct InFolder {
+  std::filesystem::path before = std::filesystem::current_path();
+  explicit InFolder(const std::filesystem::path& dir) { std::filesystem::current_path(dir); }
+  ~InFolder() { std::filesystem::current_path(before); }
+};
+
+}  // namespace
+
+TEST_CASE("a command's inputs decide which paths must exist; every other error is reported whatever they are") {
+  // The paper config from a folder without its SD weights, ImageNet folders or class files.
+  const synth::test::ScratchDir empty("no_inputs");
+  const InFolder cwd(empty.path);
+  const std::string in100 = kRepo + "/configs/in100_stream.toml";
+  CHECK(load_config(in100, {}, kNoInputs).augment.kind == "dino");
+  const std::string model_dir = "generator.model_dir: 'models/stable-diffusion-v1-4' is not a diffusers model directory";
+  CHECK(contains(input_error([&] { load_config(in100, {}); }), in100 + ":25:13: " + model_dir));
+  CHECK(contains(input_error([&] { load_config(in100, {}, kTrainData); }), model_dir));
+  // Evaluation: the class file labelling the sets, eval.path, the eval.sets folders; no SD weights.
+  CHECK(contains(input_error([&] { load_config(in100, {}, kEvalSets); }),
+                 "data.class_file: 'configs/classes/imagenet100.tsv' does not exist"));
+  std::vector<std::string> sets = {"data.class_file=\"" + kRepo + "/configs/classes/imagenet100.tsv\""};
+  CHECK(contains(input_error([&] { load_config(in100, sets, kEvalSets); }),
+                 "eval.path: 'data/imagenet100/val' does not exist"));
+  sets.push_back("eval.path=\"" SYNTH_TEST_DATA "\"");
+  CHECK(contains(input_error([&] { load_config(in100, sets, kEvalSets); }),
+                 "eval.sets: set 'imagenet-v2': 'data/imagenetv2-matched-frequency' does not exist"));
+  sets.push_back("eval.sets=[]");
+  CHECK_NOTHROW(load_config(in100, sets, kEvalSets));
+  CHECK(contains(input_error([&] { load_config(in100, sets); }), model_dir));  // training still needs them
+
+  // Real data: the training folder for training, the evaluation folder for evaluation.
+  CHECK_NOTHROW(parse_config("", "mem.toml", {"data.train_path=/nonexistent/a"}, kEvalSets));
+  CHECK(contains(parse_error("", {"data.train_path=/nonexistent/a"}), "data.train_path: '/nonexistent/a'"));
+  CHECK_NOTHROW(parse_config("", "mem.toml", {"eval.path=/nonexistent/b"}, kTrainData));
+  CHECK_NOTHROW(parse_config("", "mem.toml", {"data.class_file=\"/nonexistent/c\""}, kNoInputs));
+  Config built;
+  built.data.train_path = "/nonexistent/c";
+  CHECK_NOTHROW(validate_config(built, kEvalSets));
+  CHECK_THROWS_AS(validate_config(built, kTrainData), synth::InputError);
+
+  // A typo is a typo, a bad value a bad value, whatever the command reads.
+  const auto none_error = [](const std::string& text, const std::vector<std::string>& overrides = {}) {
+    return input_error([&] { parse_config(text, "mem.toml", overrides, kNoInputs); });
+  };
+  CHECK(none_error("[train]\nbatchsize = 8\n") == "mem.toml:2:1: unknown key train.batchsize (did you mean train.batch_size?)");
+  CHECK(none_error("[augment]\nscale_min = 0.9\nscale_max = 0.5\n") ==
+        "mem.toml:2:13: augment.scale_min (0.9) must be <= augment.scale_max (0.5)");
+  CHECK(contains(none_error("", {"eval.sets=[\"r=/nonexistent/r,colour=red\"]"}), "unknown option 'colour'"));
+  CHECK(contains(none_error("", {"eval.sets=[\"r=/nonexistent/r\"]"}), "needs a class file"));
+  // ... but an evaluation folder is only looked for when the command evaluates.
+  CHECK_NOTHROW(parse_config("", "mem.toml", {"eval.sets=[\"r=/nonexistent/r,layout=sorted\"]"}, kNoInputs));
+  CHECK(contains(parse_error("", {"eval.sets=[\"r=/nonexistent/r,layout=sorted\"]"}), "'/nonexistent/r' does not exist"));
 }
 
 TEST_CASE("to_toml round trip reproduces every setting exactly") {

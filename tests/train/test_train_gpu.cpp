@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "core/compat.hpp"
+#include <torch/cuda.h>
 #include "eval/evaluator.hpp"
 #include "scratch_dir.hpp"
 #include "sources/dataset.hpp"
@@ -37,10 +37,6 @@ GpuRun train_on_gpu(synth::Config c) {
 }  // namespace
 
 TEST_CASE("gpu: an fp16 run learns Fashion-MNIST (real test images), exactly once") {
-  if (!synth::compat::cuda_available()) {
-    MESSAGE("no CUDA device: GPU training skipped");
-    return;
-  }
   synth::Config c = synth::test::tiny_fmnist_config(3840, 128);
   c.data.limit = 5000;
   c.eval.limit = 1000;
@@ -55,7 +51,6 @@ TEST_CASE("gpu: an fp16 run learns Fashion-MNIST (real test images), exactly onc
 }
 
 TEST_CASE("gpu: DINO multi-crop from the fused kernels trains, exactly once") {
-  if (!synth::compat::cuda_available()) return;
   synth::Config c = synth::test::tiny_fmnist_config(3840, 128);
   c.data.limit = 5000;
   c.eval.limit = 1000;
@@ -69,5 +64,7 @@ TEST_CASE("gpu: DINO multi-crop from the fused kernels trains, exactly once") {
   CHECK(r.summary.steps == 30);
   REQUIRE(r.summary.last_eval.size() == 1);
   MESSAGE("DINO 2x28 + 4x12 on CUDA, 3,840 images: top-1 " << 100 * r.summary.last_eval[0].top1 << "%");
-  CHECK(r.summary.last_eval[0].top1 > 0.15);  // chance is 10%: the crops carry their images' labels
+  // This config with train.device = cpu (the CPU reference crops) reached 41.1% top-1; the fused
+  // kernels' crops must train as well, with a few points' allowance for kernel rounding.
+  CHECK(r.summary.last_eval[0].top1 > 0.35);
 }

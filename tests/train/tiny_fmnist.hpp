@@ -3,16 +3,25 @@
 // changes what it is about.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 
 #include "config/config.hpp"
 
 namespace synth::test {
 
+// Debian's dataset-fashion-mnist; SYNTH_FMNIST_DIR points elsewhere (the GPU machine has no Debian
+// packages: tools/gpu-deps.sh carries a subset in .deps/fashion-mnist).
+inline std::string fmnist_dir() {
+  const char* dir = std::getenv("SYNTH_FMNIST_DIR");
+  return dir && *dir ? dir : "/usr/share/datasets/fashion-mnist";
+}
+
 inline Config tiny_fmnist_config(int64_t total_images, int64_t batch) {
   Config c;
   c.source_file = "test";
   c.data.source = "fmnist";
-  c.data.train_path = "/usr/share/datasets/fashion-mnist";
+  c.data.train_path = fmnist_dir();
   c.data.decode_threads = 2;
   c.ring.slots = int(batch * 2);
   c.ring.max_height = c.ring.max_width = 28;
