@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds synthstream (tools/build.sh: the CUDA build, linked against the venv's libtorch_cuda), shows
 # that it is one (kernel architectures, libtorch_cuda linked), runs the whole test suite (GPU tests
-# report "skipped: no CUDA device" where there is none), then the ThreadSanitizer build of the
+# report "skipped: no CUDA device" where there is none) and the Python reference suite, then the
+# ThreadSanitizer build of the
 # torch-free concurrency tests (ring, ledger, batcher). What .ci/run calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,12 @@ fi
 
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" --timeout 900
 echo "C++ suite done: $(( $(date +%s) - start )) s since start"
+
+# The live reference suite: our binaries against torchvision, diffusers and transformers (the
+# venv's pinned versions) on models built at test time (tests/reference/README.md).
+ref_start=$(date +%s)
+SYNTH_BUILD_DIR="$BUILD_DIR" .venv/bin/python3 -m pytest tests/reference -q
+echo "reference suite: $(( $(date +%s) - ref_start )) s"
 
 # LibTorch is not instrumented, so only the torch-free stream stage runs under TSan (no CUDA code).
 cmake -S . -B "$BUILD_DIR-tsan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSANITIZE=thread \

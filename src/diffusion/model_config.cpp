@@ -105,6 +105,18 @@ void require_channels(const ConfigFile& c, const std::string& key, const std::ve
   }
 }
 
+// UNet2DConditionModel options SD v1 does not use. Each is refused by name when set, so that a
+// checkpoint using one never runs with silently wrong numbers: the reference suite found the
+// time-embedding activations accepted and ignored (tests/reference/test_sd_sweep.py).
+void refuse_non_sd_v1_unet_keys(const ConfigFile& c, const UNetConfig& u) {
+  for (const char* key : {"time_embedding_act_fn", "timestep_post_act", "time_embedding_dim", "encoder_hid_dim",
+                          "encoder_hid_dim_type", "num_class_embeds", "class_embed_type", "addition_embed_type",
+                          "time_cond_proj_dim", "projection_class_embeddings_input_dim", "addition_time_embed_dim"})
+    if (c.has(key)) c.fail(key, "is not supported by the SD v1 U-Net (only null)");
+  if (u.only_cross_attention) c.fail("only_cross_attention", "true is not supported (SD v1 blocks self-attend first)");
+  if (u.dual_cross_attention) c.fail("dual_cross_attention", "true is not supported by the SD v1 U-Net");
+}
+
 }  // namespace
 
 int64_t UNetConfig::heads(size_t block) const {
@@ -145,6 +157,7 @@ UNetConfig load_unet_config(const std::string& path) {
   u.class_embed_type = c.maybe<std::string>("class_embed_type");
   u.addition_embed_type = c.maybe<std::string>("addition_embed_type");
   u.time_cond_proj_dim = c.maybe<int64_t>("time_cond_proj_dim");
+  refuse_non_sd_v1_unet_keys(c, u);
 
   require_positive(c, "in_channels", u.in_channels);
   require_positive(c, "out_channels", u.out_channels);
@@ -185,7 +198,9 @@ VaeConfig load_vae_config(const std::string& path) {
   v.norm_num_groups = c.opt<int64_t>("norm_num_groups", v.norm_num_groups);
   v.act_fn = c.opt<std::string>("act_fn", v.act_fn);
   v.scaling_factor = c.opt<double>("scaling_factor", v.scaling_factor);
-  v.shift_factor = c.maybe<double>("shift_factor");
+  // SD v1 decodes latents / scaling_factor (diffusers' StableDiffusionPipeline never reads
+  // shift_factor); a VAE that needs a shift (SD3/Flux latents) would decode wrongly here.
+  if (c.has("shift_factor")) c.fail("shift_factor", "is not supported: SD v1 latents have no shift (only null)");
   v.mid_block_add_attention = c.opt<bool>("mid_block_add_attention", v.mid_block_add_attention);
   v.force_upcast = c.opt<bool>("force_upcast", v.force_upcast);
   v.use_post_quant_conv = c.opt<bool>("use_post_quant_conv", v.use_post_quant_conv);

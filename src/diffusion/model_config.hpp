@@ -65,7 +65,6 @@ struct VaeConfig {
   int64_t norm_num_groups = 32;
   std::string act_fn = "silu";
   double scaling_factor = 0.18215;
-  std::optional<double> shift_factor;
   std::vector<std::string> up_block_types;
   std::vector<std::string> down_block_types;
   bool mid_block_add_attention = true;

@@ -121,7 +121,6 @@ torch::Tensor VaeDecoder::decode(const torch::Tensor& z) const {
   torch::NoGradGuard no_grad;
   const auto& w = model_->decoder->conv_in->weight;
   auto h = z.to(w.device(), w.scalar_type()) / config_.scaling_factor;
-  if (config_.shift_factor) h = h + *config_.shift_factor;
   if (model_->post_quant_conv) h = model_->post_quant_conv(h);
   return model_->decoder->forward(h);
 }

@@ -24,7 +24,7 @@ class VaeDecoder {
   static VaeDecoder load(const std::string& dir);
 
   // z: scaled latents as the sampler produces them. Computes decoder(post_quant_conv(z /
-  // scaling_factor)) (plus shift_factor when the config has one) and returns the image before
+  // scaling_factor)), as diffusers' SD v1 pipeline does, and returns the image before
   // clamping, in the weights' dtype/device. Runs without autograd.
   torch::Tensor decode(const torch::Tensor& z) const;
   // Pixel upsampling factor of the decoder: 2^(len(block_out_channels) - 1).
