@@ -28,35 +28,6 @@ constexpr const char* kUsage =
     "usage: stream-augment --config CFG --index I [--device cpu|cuda|cuda:N] --out DIR [--set section.key=value]... IMAGE\n"
     "Exit status: 0 done, 2 bad input, 1 internal error.\n";
 
-const char* op_name(uint8_t op) {
-  switch (op) {
-    case synth::kJitterBrightness: return "brightness";
-    case synth::kJitterContrast: return "contrast";
-    case synth::kJitterSaturation: return "saturation";
-    default: return "hue";
-  }
-}
-
-nlohmann::json crop_json(const synth::DinoCropParams& p) {
-  nlohmann::json order = nlohmann::json::array();
-  for (int k = 0; k < p.jitter_ops; ++k) order.push_back(op_name(p.jitter_order[size_t(k)]));
-  return {{"crop", p.crop},
-          {"kind", synth::dino_crop_kind_name(p.kind)},
-          {"size", p.out_size},
-          {"box", {{"top", p.box.top}, {"left", p.box.left}, {"height", p.box.height}, {"width", p.box.width}}},
-          {"box_fallback", p.box_fallback},
-          {"flip", p.flip},
-          {"jitter", p.jitter},
-          {"jitter_order", order},
-          {"brightness", p.brightness},
-          {"contrast", p.contrast},
-          {"saturation", p.saturation},
-          {"hue", p.hue},
-          {"grayscale", p.grayscale},
-          {"blur", p.blur},
-          {"sigma", p.sigma},
-          {"solarize", p.solarize}};
-}
 
 // One normalized 3 x S x S crop back to an 8-bit image.
 synth::ImageU8 to_png_image(const torch::Tensor& crop, const std::vector<double>& mean, const std::vector<double>& std) {
@@ -125,7 +96,7 @@ int run(const synth::cli::Args& args) {
                       {"mean", cfg.augment.mean}, {"std", cfg.augment.std}};
   j["crops"] = nlohmann::json::array();
   for (const auto& p : params) {
-    nlohmann::json c = crop_json(p);
+    nlohmann::json c = synth::dino_params_json(p);
     c["png"] = p.crop < dino.global_crops ? "global_" + std::to_string(p.crop) + ".png"
                                           : "local_" + std::to_string(p.crop - dino.global_crops) + ".png";
     j["crops"].push_back(c);

@@ -1,5 +1,7 @@
 #include "augment/dino_params.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -163,6 +165,40 @@ std::vector<DinoCropParams> draw_dino_params(const DinoConfig& cfg, uint64_t see
   for (int c = 0; c < cfg.global_crops + cfg.local_crops; ++c)
     out.push_back(draw_dino_crop(cfg, seed, index, c, height, width));
   return out;
+}
+
+namespace {
+
+const char* jitter_op_name(uint8_t op) {
+  switch (op) {
+    case kJitterBrightness: return "brightness";
+    case kJitterContrast: return "contrast";
+    case kJitterSaturation: return "saturation";
+    default: return "hue";
+  }
+}
+
+}  // namespace
+
+nlohmann::json dino_params_json(const DinoCropParams& p) {
+  nlohmann::json order = nlohmann::json::array();
+  for (int k = 0; k < p.jitter_ops; ++k) order.push_back(jitter_op_name(p.jitter_order[size_t(k)]));
+  return {{"crop", p.crop},
+          {"kind", dino_crop_kind_name(p.kind)},
+          {"size", p.out_size},
+          {"box", {{"top", p.box.top}, {"left", p.box.left}, {"height", p.box.height}, {"width", p.box.width}}},
+          {"box_fallback", p.box_fallback},
+          {"flip", p.flip},
+          {"jitter", p.jitter},
+          {"jitter_order", order},
+          {"brightness", p.brightness},
+          {"contrast", p.contrast},
+          {"saturation", p.saturation},
+          {"hue", p.hue},
+          {"grayscale", p.grayscale},
+          {"blur", p.blur},
+          {"sigma", p.sigma},
+          {"solarize", p.solarize}};
 }
 
 }  // namespace synth

@@ -33,6 +33,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "config/config.hpp"
 #include "core/rng.hpp"
 
@@ -82,5 +84,10 @@ DinoCropParams draw_dino_crop(const DinoConfig& cfg, uint64_t seed, uint64_t ind
 // All crops of one image, globals first.
 std::vector<DinoCropParams> draw_dino_params(const DinoConfig& cfg, uint64_t seed, uint64_t index, int height,
                                              int width);
+
+// One crop's parameters as stream-augment writes them to params.json (and the reference suite
+// reads them back to redo the crop with torchvision): box, flip, jitter values in the order
+// applied, grayscale, blur sigma, solarize.
+nlohmann::json dino_params_json(const DinoCropParams& p);
 
 }  // namespace synth

@@ -105,37 +105,6 @@ int tokenize(const std::vector<std::string>& pos) {
   return 0;
 }
 
-// stream-augment's params.json entry of one crop (src/app/stream_augment.cpp), minus "png".
-const char* op_name(uint8_t op) {
-  switch (op) {
-    case synth::kJitterBrightness: return "brightness";
-    case synth::kJitterContrast: return "contrast";
-    case synth::kJitterSaturation: return "saturation";
-    default: return "hue";
-  }
-}
-
-nlohmann::json crop_json(const synth::DinoCropParams& p) {
-  nlohmann::json order = nlohmann::json::array();
-  for (int k = 0; k < p.jitter_ops; ++k) order.push_back(op_name(p.jitter_order[size_t(k)]));
-  return {{"crop", p.crop},
-          {"kind", synth::dino_crop_kind_name(p.kind)},
-          {"size", p.out_size},
-          {"box", {{"top", p.box.top}, {"left", p.box.left}, {"height", p.box.height}, {"width", p.box.width}}},
-          {"box_fallback", p.box_fallback},
-          {"flip", p.flip},
-          {"jitter", p.jitter},
-          {"jitter_order", order},
-          {"brightness", p.brightness},
-          {"contrast", p.contrast},
-          {"saturation", p.saturation},
-          {"hue", p.hue},
-          {"grayscale", p.grayscale},
-          {"blur", p.blur},
-          {"sigma", p.sigma},
-          {"solarize", p.solarize}};
-}
-
 int dino(const synth::cli::Args& args) {
   if (args.positional().size() != 1) throw synth::InputError("dino: expected one IMAGE");
   for (const char* key : {"config", "first", "count", "out"})
@@ -153,7 +122,7 @@ int dino(const synth::cli::Args& args) {
     tensors.emplace_back("global." + std::to_string(i), b.global.contiguous());
     if (b.local.defined() && b.local.numel() > 0) tensors.emplace_back("local." + std::to_string(i), b.local.contiguous());
     nlohmann::json crops = nlohmann::json::array();
-    for (const auto& c : p) crops.push_back(crop_json(c));
+    for (const auto& c : p) crops.push_back(synth::dino_params_json(c));
     params[std::to_string(i)] = crops;
   }
   const std::string dir = args.get("out");
