@@ -77,26 +77,25 @@ inline std::vector<std::string> write_class_file(const std::filesystem::path& pa
 struct Item {
   std::string file;
   int label;
+  int colour = -1;  // palette entry it was painted in (write_items), -1 when not recorded
 };
+
+// write_class_folder for one class: the files as Items of class `label`, each with its colour.
+inline std::vector<Item> write_items(const std::filesystem::path& root, const std::string& folder, int label,
+                                     const std::vector<int>& colours, uint64_t seed) {
+  std::vector<Item> items;
+  const std::vector<std::string> files = write_class_folder(root, folder, colours, seed);
+  for (size_t i = 0; i < files.size(); ++i) items.push_back({files[i], label, colours[i]});
+  return items;
+}
 
 struct Hits {
   int64_t images = 0, top1 = 0, top5 = 0;
 };
 
-// What an evaluation must report, computed without the evaluator: decode each file, preprocess it
-// as eval_preprocess does, run `classify` on all of them as one batch, then rank the true class
-// among the scored logits (all logits when `scored` is empty).
-template <class Classify>
-Hits expected_hits(const std::vector<Item>& items, Classify&& classify, int resize, int crop,
-                   const std::vector<double>& mean, const std::vector<double>& std,
-                   const std::vector<int64_t>& scored = {}) {
-  std::vector<torch::Tensor> images;
-  for (const Item& it : items) {
-    const ImageU8 img = decode_image_file(it.file);
-    const ImageView v{img.pixels.data(), img.height, img.width, img.channels, 0};
-    images.push_back(eval_preprocess(v, resize, crop, mean, std));
-  }
-  const torch::Tensor logits = classify(torch::stack(images));
+// Top-1/top-5 hits of `logits` (one row per item) for the items' classes, ranked among the scored
+// logits (all logits when `scored` is empty).
+inline Hits rank_hits(const std::vector<Item>& items, const torch::Tensor& logits, const std::vector<int64_t>& scored) {
   Hits h;
   for (size_t i = 0; i < items.size(); ++i) {
     torch::Tensor row = logits[int64_t(i)];
@@ -111,6 +110,22 @@ Hits expected_hits(const std::vector<Item>& items, Classify&& classify, int resi
     h.top5 += rank < 5;
   }
   return h;
+}
+
+// What stream-eval must report, computed in-process (the CLI tests compare the program with the
+// library): decode each file, preprocess it with eval_preprocess, run `classify` on all of them
+// as one batch, then rank_hits.
+template <class Classify>
+Hits expected_hits(const std::vector<Item>& items, Classify&& classify, int resize, int crop,
+                   const std::vector<double>& mean, const std::vector<double>& std,
+                   const std::vector<int64_t>& scored = {}) {
+  std::vector<torch::Tensor> images;
+  for (const Item& it : items) {
+    const ImageU8 img = decode_image_file(it.file);
+    const ImageView v{img.pixels.data(), img.height, img.width, img.channels, 0};
+    images.push_back(eval_preprocess(v, resize, crop, mean, std));
+  }
+  return rank_hits(items, classify(torch::stack(images)), scored);
 }
 
 }  // namespace synth::test

@@ -359,8 +359,18 @@ TEST_CASE("stream-bench: measures generator, augmentation and trainer on the toy
   CHECK(j["stages"][1]["stage"] == "augment");
   CHECK(j["stages"][2]["stage"] == "train");
   for (const auto& s : j["stages"]) CHECK(s["images_per_s"].get<double>() > 0);
-  // The stream on one shared device is slower than its slowest stage.
-  CHECK(j["stream_images_per_s_shared_device"].get<double>() < j["stream_images_per_s_pipelined"].get<double>());
+  // The stream figures follow from the stages' own rates: pipelined on separate devices it runs
+  // at the slowest stage's rate; sharing one device the stages take turns (1 / sum of per-image
+  // times); the trainer keeps train/generate generator devices busy.
+  double slowest = 1e300, per_image = 0;
+  for (const auto& s : j["stages"]) {
+    slowest = std::min(slowest, s["images_per_s"].get<double>());
+    per_image += 1.0 / s["images_per_s"].get<double>();
+  }
+  CHECK(j["stream_images_per_s_pipelined"].get<double>() == doctest::Approx(slowest).epsilon(1e-9));
+  CHECK(j["stream_images_per_s_shared_device"].get<double>() == doctest::Approx(1.0 / per_image).epsilon(1e-9));
+  CHECK(j["producers_per_trainer"].get<double>() ==
+        doctest::Approx(j["stages"][2]["images_per_s"].get<double>() / j["stages"][0]["images_per_s"].get<double>()).epsilon(1e-9));
   auto text_args = small;
   text_args.insert(text_args.end(), {"--images", "4", "--generator-only"});
   const Result text = run(exe, text_args);

@@ -113,12 +113,27 @@ TEST_CASE("an image's crop depends on (seed, index) only, not on its batch; flip
   CHECK(torch::equal(single[0], all[37]));
   CHECK(!torch::equal(synth::simple_augment_batch(cfg, 4, {batch[37]})[0], all[37]));  // another seed
 
+  // Flips, observed in the augmentation's output: with the crop fixed to the whole image (scale
+  // and ratio 1), a left-to-right grey ramp comes out either as it was or mirrored.
+  synth::AugmentConfig whole;
+  whole.crop_size = 16;
+  whole.scale_min = whole.scale_max = 1.0;
+  whole.ratio_min = whole.ratio_max = 1.0;
+  std::vector<uint8_t> gradient(16 * 16 * 3);
+  for (size_t i = 0; i < gradient.size(); ++i) gradient[i] = uint8_t(17 * ((i / 3) % 16));
+  const int n = 2000;
+  std::vector<ImageView> views;
+  for (int i = 0; i < n; ++i) views.push_back(ImageView{gradient.data(), 16, 16, 3, uint64_t(i)});
+  const torch::Tensor out = synth::simple_augment_batch(whole, 3, views);
+  const torch::Tensor first = out[0];
+  const torch::Tensor upright = first[0][0][0].item<float>() < first[0][0][15].item<float>() ? first : first.flip(-1);
+  const torch::Tensor mirrored = upright.flip(-1);
+  CHECK(upright[1][5][15].item<float>() > upright[1][5][0].item<float>());
   int flips = 0;
-  const int n = 10000;
   for (int i = 0; i < n; ++i) {
-    synth::CounterRng rng(3, uint64_t(i), synth::RngPurpose::kAugment, 0);
-    synth::random_resized_crop_box(rng, 28, 28, 0.5, 1, 0.75, 4.0 / 3);
-    flips += rng.bernoulli(0.5);
+    const bool same = torch::allclose(out[i], upright, 0, 1e-5), flipped = torch::allclose(out[i], mirrored, 0, 1e-5);
+    CHECK(same != flipped);  // one or the other, never a third picture
+    flips += flipped;
   }
   CHECK(std::abs(flips - n / 2) < 4 * std::sqrt(n * 0.25));
 }

@@ -94,9 +94,22 @@ struct ColourClassifier {
 using synth::test::Hits;
 using synth::test::Item;
 
+// What an evaluation must report, computed without decoding or preprocessing anything: every image
+// is its palette colour plus zero-mean noise, and ColourClassifier looks only at the mean colour of
+// the crop, so each image is replaced by its noise-free colour, normalized. The palette has no near
+// ties, so JPEG rounding and the noise cannot change a rank.
 Hits expected_hits(const synth::Config& c, const std::vector<Item>& items, const ColourClassifier& classify,
                    const std::vector<int64_t>& scored = {}) {
-  return synth::test::expected_hits(items, classify, c.eval.resize, c.eval.crop, c.augment.mean, c.augment.std, scored);
+  std::vector<torch::Tensor> images;
+  for (const Item& it : items) {
+    REQUIRE(it.colour >= 0);
+    torch::Tensor px = torch::empty({3, 1, 1});
+    for (int ch = 0; ch < 3; ++ch)
+      px[ch] = (synth::test::kPalette[size_t(it.colour)][size_t(ch)] / 255.0 - c.augment.mean[size_t(ch)]) /
+               c.augment.std[size_t(ch)];
+    images.push_back(px.expand({3, c.eval.crop, c.eval.crop}));
+  }
+  return synth::test::rank_hits(items, classify(torch::stack(images)), scored);
 }
 
 void check_report(const synth::EvalSetReport& r, const Hits& h) {
@@ -121,18 +134,18 @@ struct Trees {
     class_file = dir.path / "classes.tsv";
     ids = synth::test::write_class_file(class_file, 8);
     for (int c = 0; c < 8; ++c)
-      for (const auto& f : synth::test::write_class_folder(dir.path / "full", ids[size_t(c)], {c, c, (c + 3) % 8}, 100 + 10 * c))
-        full.push_back({f, c});
+      for (const Item& it : synth::test::write_items(dir.path / "full", ids[size_t(c)], c, {c, c, (c + 3) % 8}, 100 + 10 * c))
+        full.push_back(it);
     for (int c : {1, 4, 6})
-      for (const auto& f : synth::test::write_class_folder(dir.path / "part", ids[size_t(c)], {c, (c + 1) % 8, c}, 200 + 10 * c))
-        part.push_back({f, c});
+      for (const Item& it : synth::test::write_items(dir.path / "part", ids[size_t(c)], c, {c, (c + 1) % 8, c}, 200 + 10 * c))
+        part.push_back(it);
     rev = dir.path / "rev.txt";
     std::ofstream out(rev);
     for (int k = 7; k >= 0; --k) out << ids[size_t(k)] << "\n";
     for (int k = 0; k < 8; ++k) {
       const int c = 7 - k;
-      for (const auto& f : synth::test::write_class_folder(dir.path / "v2", std::to_string(k), {c, (c + 5) % 8}, 300 + 10 * k))
-        v2.push_back({f, c});
+      for (const Item& it : synth::test::write_items(dir.path / "v2", std::to_string(k), c, {c, (c + 5) % 8}, 300 + 10 * k))
+        v2.push_back(it);
     }
   }
   std::string path(const std::string& tree) const { return (dir.path / tree).string(); }
@@ -231,7 +244,7 @@ TEST_CASE("evaluator: folders that do not fit the class file are InputErrors nam
   const fs::path root = t.dir.path / "unk";
   std::vector<Item> known;
   for (int k : {0, 1})
-    for (const auto& f : synth::test::write_class_folder(root, t.ids[size_t(k)], {k}, 400 + k)) known.push_back({f, k});
+    for (const Item& it : synth::test::write_items(root, t.ids[size_t(k)], k, {k}, 400 + k)) known.push_back(it);
   synth::test::write_class_folder(root, "n99999999", {2, 3}, 410);
 
   c.eval.sets = {"unk=" + root.string() + ",classes=partial"};
@@ -294,9 +307,9 @@ TEST_CASE("evaluator: an unreadable image is an InputError naming it, or a count
   synth::Config c = t.config();
   const fs::path root = t.dir.path / "bad";
   std::vector<Item> good;
-  for (const auto& f : synth::test::write_class_folder(root, t.ids[2], {2, 2}, 800)) good.push_back({f, 2});
+  for (const Item& it : synth::test::write_items(root, t.ids[2], 2, {2, 2}, 800)) good.push_back(it);
   const std::string broken = (root / t.ids[5] / "broken.jpg").string();  // sorts before img0.jpg
-  for (const auto& f : synth::test::write_class_folder(root, t.ids[5], {5}, 810)) good.push_back({f, 5});
+  for (const Item& it : synth::test::write_items(root, t.ids[5], 5, {5}, 810)) good.push_back(it);
   std::ofstream(broken) << "\xff\xd8\xff\xe0 not really a JPEG";
   c.eval.sets = {"bad=" + root.string() + ",classes=partial"};
   const ColourClassifier neutral(c, torch::zeros({8}));
