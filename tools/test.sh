@@ -14,7 +14,9 @@ tools/build.sh
 echo "build: $(( $(date +%s) - start )) s"
 
 if [ -f "$BUILD_DIR/kernels/libsynth_kernels.a" ]; then
-  cuobjdump --list-elf "$BUILD_DIR/kernels/libsynth_kernels.a" | tee "$BUILD_DIR/kernels-elf.txt"
+  # cuobjdump: the toolkit's where it has one, else the copy inside the venv's triton (a torch dependency).
+  cuobjdump=$(command -v cuobjdump || ls .venv/lib/python3*/site-packages/triton/backends/nvidia/bin/cuobjdump)
+  "$cuobjdump" --list-elf "$BUILD_DIR/kernels/libsynth_kernels.a" | tee "$BUILD_DIR/kernels-elf.txt"
   for sm in sm_80 sm_90; do grep -q "$sm" "$BUILD_DIR/kernels-elf.txt" || { echo "no $sm code in the kernels" >&2; exit 1; }; done
   ldd "$BUILD_DIR/bin/stream-train" | grep -E "libtorch_cuda|libc10_cuda" || { echo "stream-train does not link libtorch_cuda" >&2; exit 1; }
 fi
