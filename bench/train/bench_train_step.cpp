@@ -7,7 +7,7 @@
 // printed.
 //
 //   bench_train_step [--device cuda] [--precision fp16] [--batch 256] [--crops 224|multi]
-//                    [--arch resnet50] [--steps 20] [--warmup 5] [--peer]
+//                    [--arch resnet50] [--steps 20] [--warmup 5] [--peer] [--json FILE]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -15,12 +15,10 @@
 #include <string>
 #include <vector>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include "../peer.hpp"
 #include "config/config.hpp"
 #include "train/amp.hpp"
 #include "train/optimizer.hpp"
@@ -33,6 +31,7 @@ struct Options {
   int64_t batch = 256;
   int steps = 20, warmup = 5;
   bool peer = false;
+  std::string json;  // --json FILE: the figures as JSON (bench/peer.hpp write_json)
 };
 
 Options parse(int argc, char** argv) {
@@ -54,6 +53,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--steps") o.steps = std::stoi(value());
     else if (a == "--warmup") o.warmup = std::stoi(value());
     else if (a == "--peer") o.peer = true;
+    else if (a == "--json") o.json = value();
     else {
       std::fprintf(stderr, "bench_train_step: unknown option %s (see the header of bench_train_step.cpp)\n", a.c_str());
       std::exit(2);
@@ -70,33 +70,12 @@ void sync(const torch::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize();
 }
 
-#ifndef SYNTH_PYTHON
-#error "SYNTH_PYTHON (the project venv's python3) must be defined by bench/train/CMakeLists.txt"
-#endif
-
-// The peer needs torch >= 2 and torchvision: the venv's interpreter, never whatever python3 is on
-// PATH. Throws when it is not there (a venv removed or moved since the build).
-std::string peer_python() {
-  const std::string python = SYNTH_PYTHON;
-  if (python.empty() || ::access(python.c_str(), X_OK) != 0)
-    throw std::runtime_error("--peer needs the project venv's python, SYNTH_PYTHON = '" + python +
-                             "', which is not an executable: run tools/install-deps.sh and rebuild");
-  return python;
-}
-
-// Single-quoted for /bin/sh (popen), so paths with spaces or quotes pass as one word.
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (const char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   try {
-    const std::string python = o.peer ? peer_python() : std::string();  // before the measurement, not after
+    const std::string python = o.peer ? synth_bench::peer_python() : std::string();  // before the measurement, not after
     const torch::Device device(o.device == "cuda" ? torch::kCUDA : torch::kCPU);
     const synth::Precision precision = synth::parse_precision(o.precision);
     torch::manual_seed(0);
@@ -149,25 +128,21 @@ int main(int argc, char** argv) {
     std::printf("synthstream %s %s batch %lld, crops %s, %s: %.1f images/s (%.1f ms/step)\n", o.arch.c_str(),
                 o.precision.c_str(), (long long)o.batch, o.crops == "multi" ? "1x224+8x96" : "224", o.device.c_str(), rate,
                 1e3 * s / o.steps);
+    double peer = 0;
     if (o.peer) {
-      const std::string cmd = shell_quote(python) + " " + shell_quote(SYNTH_PEER_SCRIPT) + " --device " +
-                              shell_quote(o.device) + " --precision " + shell_quote(o.precision) + " --batch " +
-                              std::to_string(o.batch) + " --crops " + o.crops + " --arch " + shell_quote(o.arch) +
-                              " --steps " + std::to_string(o.steps) + " --warmup " + std::to_string(o.warmup);
-      FILE* p = ::popen(cmd.c_str(), "r");
-      char line[512];
-      double peer = 0;
-      while (p && std::fgets(line, sizeof line, p)) {
-        std::fputs(line, stdout);
-        std::sscanf(line, "images/s %lf", &peer);
-      }
-      const int status = p ? ::pclose(p) : -1;
-      if (status != 0 || peer <= 0)
-        throw std::runtime_error("the PyTorch peer (" + python + " " SYNTH_PEER_SCRIPT + ") failed (exit status " +
-                                 std::to_string(status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
-                                 "); its error is above");
+      peer = synth_bench::run_peer(python, SYNTH_PEER_SCRIPT,
+                                   {"--device", o.device, "--precision", o.precision, "--batch", std::to_string(o.batch),
+                                    "--crops", o.crops, "--arch", o.arch, "--steps", std::to_string(o.steps),
+                                    "--warmup", std::to_string(o.warmup)})
+                 .back();
       std::printf("ratio synthstream / PyTorch eager: %.3f\n", rate / peer);
     }
+    if (!o.json.empty())
+      synth_bench::write_json(o.json, "bench_train_step", o.peer ? "torchvision eager (peer_train_step.py)" : "",
+                              {{"arch", o.arch}, {"precision", o.precision}, {"batch", std::to_string(o.batch)},
+                               {"crops", o.crops}, {"device", o.device}, {"steps", std::to_string(o.steps)},
+                               {"warmup", std::to_string(o.warmup)}, {"threads", std::to_string(torch::get_num_threads())}},
+                              {{o.arch + " " + o.precision + " batch " + std::to_string(o.batch), rate, peer}});
   } catch (const std::exception& e) {
     std::string msg = e.what();
     std::fprintf(stderr, "bench_train_step: error: %s\n", msg.substr(0, msg.find('\n')).c_str());
