@@ -3,12 +3,17 @@
 // 1 for anything else). Header-only so each main stays one translation unit.
 #pragma once
 #include <cstdio>
+#include <cstdlib>
+#include <new>
+#include <system_error>
 #include <exception>
 #include <algorithm>
 #include <functional>
 #include <map>
 #include <string>
 #include <vector>
+
+#include <c10/util/Exception.h>
 
 #include "core/error.hpp"
 #include "core/host_memory.hpp"
@@ -89,7 +94,33 @@ class Args {
   std::map<std::string, std::vector<std::string>> values_;
 };
 
-// Runs body(); any exception becomes one line on stderr. Exit codes: 0 ok, 1 internal, 2 bad input.
+// An allocation failure as one line naming the size and what to lower, or "" if `what` is not one.
+// LibTorch's CPU allocator says "DefaultCPUAllocator: can't allocate memory: you tried to allocate
+// N bytes", its CUDA allocator "CUDA out of memory. Tried to allocate X GiB"; either may arrive
+// wrapped in another error's text (a producer thread's failure rethrown by join).
+inline std::string describe_out_of_memory(const std::string& what) {
+  std::string size;
+  const std::string cpu = "you tried to allocate ", gpu = "Tried to allocate ";
+  if (const auto p = what.find(cpu); p != std::string::npos) {
+    const double bytes = std::strtod(what.c_str() + p + cpu.size(), nullptr);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.1f GiB of host memory", bytes / double(1ull << 30));
+    size = buf;
+  } else if (const auto q = what.find(gpu); q != std::string::npos && what.find("out of memory") != std::string::npos) {
+    const auto end = what.find_first_of("(.;\n", what.find(' ', q + gpu.size()) + 1);
+    size = what.substr(q + gpu.size(), end - q - gpu.size()) + " of GPU memory";
+  } else if (what.find("std::bad_alloc") != std::string::npos || what == "std::bad_alloc") {
+    size = "host memory";
+  } else {
+    return "";
+  }
+  return "out of memory: could not allocate " + size +
+         "; lower the image size (generator.width/height or --width/--height), the images per call "
+         "(generator.batch_size, train.batch_size, eval.batch_size or --count) or ring.slots";
+}
+
+// Runs body(); any exception becomes one line on stderr. Exit codes: 0 ok, 1 internal, 2 bad input
+// (an allocation failure counts as bad input: the sizes asked for do not fit this machine).
 inline int guarded_main(const char* program, const std::function<int()>& body) {
   keep_freed_memory();
   try {
@@ -97,8 +128,32 @@ inline int guarded_main(const char* program, const std::function<int()>& body) {
   } catch (const InputError& e) {
     std::fprintf(stderr, "%s: error: %s\n", program, e.what());
     return 2;
-  } catch (const std::exception& e) {
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "%s: error: %s\n", program, describe_out_of_memory("std::bad_alloc").c_str());
+    return 2;
+  } catch (const std::system_error& e) {
+    // A thread or mapping the system refused (ulimit -v / -u, cgroup limits): a limit of this
+    // machine, not a bug; reported as such.
+    if (e.code() == std::errc::resource_unavailable_try_again || e.code() == std::errc::not_enough_memory) {
+      std::fprintf(stderr, "%s: error: out of resources: %s (a memory or process limit, ulimit -v / -u?); lower the "
+                           "threads (train.threads, generator.instances, data.decode_threads) or the sizes asked for\n",
+                   program, e.what());
+      return 2;
+    }
     std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    // LibTorch's what() carries a C++ stack trace after the message; a user needs the message.
+    const std::string what = e.what_without_backtrace(), oom = describe_out_of_memory(what);
+    std::fprintf(stderr, "%s: error: %s\n", program, (oom.empty() ? what : oom).c_str());
+    return oom.empty() ? 1 : 2;
+  } catch (const std::exception& e) {
+    const std::string what = e.what(), oom = describe_out_of_memory(what);
+    if (!oom.empty()) {
+      std::fprintf(stderr, "%s: error: %s\n", program, oom.c_str());
+      return 2;
+    }
+    std::fprintf(stderr, "%s: error: %s\n", program, what.c_str());
     return 1;
   }
 }

@@ -15,7 +15,7 @@
 #include "app/cli.hpp"
 #include "augment/dino_cpu.hpp"
 #include "config/load.hpp"
-#include "dist/env.hpp"
+#include "distributed/env.hpp"
 #include "io/image.hpp"
 #include "io/safetensors.hpp"
 #ifdef SYNTH_WITH_CUDA
@@ -55,7 +55,7 @@ int run(const synth::cli::Args& args) {
     if (!args.has(key)) throw synth::InputError(std::string("missing --") + key + "\n" + kUsage);
   const long long index = args.get_int("index", 0);
   if (index < 0) throw synth::InputError("--index must be >= 0, got " + std::to_string(index));
-  // "cuda" is this process's LOCAL_RANK GPU, as for train.device (dist/env.hpp).
+  // "cuda" is this process's LOCAL_RANK GPU, as for train.device (distributed/env.hpp).
   const torch::Device device = synth::resolve_device(args.get("device", "cpu"), "--device", synth::dist_env_from_process());
   synth::require_device(device, "--device", args.get("device", "cpu"));
   // Only [run] and [augment] are read, and the IMAGE given: no input path of the config is opened.

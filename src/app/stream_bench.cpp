@@ -14,7 +14,7 @@
 #include "app/cli.hpp"
 #include "augment/train_augment.hpp"
 #include "config/load.hpp"
-#include "dist/env.hpp"
+#include "distributed/env.hpp"
 #include "sources/devices.hpp"
 #include "sources/generator.hpp"
 #include "run/progress.hpp"

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/cli.hpp"
-#include "dist/env.hpp"
+#include "distributed/env.hpp"
 #include "config/eval_sets.hpp"
 #include "config/load.hpp"
 #include "eval/evaluator.hpp"
@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
     for (const char* key : {"checkpoint", "config"})
       if (!args.has(key)) throw synth::InputError(std::string("missing --") + key + " (see --help)");
     const std::string checkpoint = args.get("checkpoint");
-    // cpu | cuda (this process's LOCAL_RANK GPU) | cuda:N, as train.device (dist/env.hpp).
+    // cpu | cuda (this process's LOCAL_RANK GPU) | cuda:N, as train.device (distributed/env.hpp).
     const std::string device_name = args.get("device", "cpu");
     const torch::Device device = synth::resolve_device(device_name, "--device", synth::dist_env_from_process());
     synth::require_device(device, "--device", device_name);

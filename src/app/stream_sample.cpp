@@ -3,9 +3,11 @@
 //   --config CFG --list-prompts N [--start I] [--set k=v]...
 //                                          entries [I, I+N) of the run's prompt stream
 //   --model DIR --prompt TEXT ...          Stable Diffusion sampling, one image per prompt
-//   --model DIR --config CFG --index I [--count N]
-//                                          re-creates images I..I+N-1 of a run (prompts from its
-//                                          prompt stream, noise from run.seed)
+//   [--model DIR] --config CFG --index I [--count N]
+//                                          re-creates images I..I+N-1 of a run bit for bit: prompts
+//                                          from its prompt stream, noise from run.seed, every sampler
+//                                          setting and the batching from [generator]; flags that
+//                                          override a setting are reported
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -17,7 +19,7 @@
 
 #include "app/cli.hpp"
 #include "config/load.hpp"
-#include "dist/env.hpp"
+#include "distributed/env.hpp"
 #include "prompts/prompt_stream.hpp"
 #include "text/tokenizer.hpp"
 
@@ -30,7 +32,8 @@ constexpr const char* kUsage =
     "                     [--steps N] [--guidance G] [--device cpu|cuda|cuda:N] [--dtype fp32|fp16]\n"
     "                     [--init-latents FILE] [--out-latents FILE] [--width W] [--height H]\n"
     "                     [--seed S] [--index I] [--out DIR]\n"
-    "       stream-sample --model DIR --config CFG --index I [--count N] [sampling flags] [--out DIR]\n"
+    "       stream-sample [--model DIR] --config CFG --index I [--count N] [--out DIR]\n"
+    "                     (the run's generator settings; sampling flags override them, with a note)\n"
     "Exit status: 0 done, 2 bad input, 1 internal error.\n";
 
 void list_prompts(const synth::cli::Args& args) {
@@ -46,69 +49,159 @@ void list_prompts(const synth::cli::Args& args) {
   std::fputs(synth::format_prompt_listing(stream, uint64_t(start), uint64_t(n)).c_str(), stdout);
 }
 
-void sample(const synth::cli::Args& args) {
-  const std::string model = args.get("model");
-  std::error_code ec;
-  if (!std::filesystem::is_directory(model, ec)) throw synth::InputError("--model: '" + model + "' is not a directory");
-  const std::string device_flag = args.get("device", "cpu"), dtype = args.get("dtype", "fp32");
-  // "cuda" is this process's LOCAL_RANK GPU, as for generator.device (dist/env.hpp).
-  const torch::Device device = synth::resolve_device(device_flag, "--device", synth::dist_env_from_process());
-  if (dtype != "fp32" && dtype != "fp16") throw synth::InputError("--dtype must be fp32 or fp16, got '" + dtype + "'");
-  synth::require_device(device, "--device", device_flag);
-  synth::SamplerOptions o;
-  o.scheduler = args.get("scheduler", "pndm");
-  o.steps = args.get_int("steps", 50);
-  o.guidance = args.get_double("guidance", 7.5);
-  if (!std::isfinite(o.guidance)) throw synth::InputError("--guidance must be finite");
+struct Request {
+  std::string model, device, dtype;
+  synth::SamplerOptions options;
+  std::vector<std::string> prompts;   // one per image
+  std::vector<uint64_t> indices;      // global image index of each prompt (output name)
+  std::vector<uint64_t> noise_keys;   // its noise key: the index, or index mod generator.unique_images
+  uint64_t seed = 0;
+  int64_t batch = 0;                  // images per sampler call (0 = all at once)
+  std::vector<size_t> keep;           // positions of prompts/indices to write (default: all)
+};
 
-  // Prompts and image indices: given prompts, or entries of a run's prompt stream.
-  std::vector<std::string> prompts = args.all("prompt");
+// --prompt TEXT...: the flags alone, with the sampler's defaults.
+Request from_flags(const synth::cli::Args& args) {
+  Request r;
+  r.model = args.get("model");
+  r.device = args.get("device", "cpu");
+  r.dtype = args.get("dtype", "fp32");
+  r.options.scheduler = args.get("scheduler", "pndm");
+  r.options.steps = args.get_int("steps", 50);
+  r.options.guidance = args.get_double("guidance", 7.5);
+  r.options.width = args.get_int("width", 512);
+  r.options.height = args.get_int("height", 384);
+  r.prompts = args.all("prompt");
+  if (r.prompts.empty()) throw synth::InputError("--model needs at least one --prompt TEXT (or --config CFG --index I)");
   const long long first = args.get_int("index", 0);
   if (first < 0) throw synth::InputError("--index must be >= 0");
-  uint64_t seed = uint64_t(args.get_int("seed", 0));
-  if (args.has("config")) {
-    if (!prompts.empty()) throw synth::InputError("give either --prompt or --config (the run's prompt stream), not both");
-    const long long count = args.get_int("count", 1);
-    if (count < 1) throw synth::InputError("--count must be >= 1");
-    // The run's prompt stream only; the model is --model, not generator.model_dir.
-    const synth::Config cfg = synth::load_config(args.get("config"), args.all("set"), synth::kNoInputs);
-    synth::PromptStreamConfig stream_cfg;
-    static_cast<synth::PromptsConfig&>(stream_cfg) = cfg.prompts;
-    stream_cfg.seed = seed = cfg.run.seed;
-    const auto stream = synth::PromptStream::from_config(stream_cfg);
-    for (long long i = 0; i < count; ++i) prompts.push_back(stream.at(uint64_t(first + i)).prompt);
-  }
-  if (prompts.empty()) throw synth::InputError("--model needs at least one --prompt TEXT (or --config CFG --index I)");
-  std::vector<uint64_t> indices;
-  for (size_t i = 0; i < prompts.size(); ++i) indices.push_back(uint64_t(first) + i);
+  for (size_t i = 0; i < r.prompts.size(); ++i) r.indices.push_back(uint64_t(first) + i);
+  r.noise_keys = r.indices;
+  r.seed = uint64_t(args.get_int("seed", 0));
+  return r;
+}
 
-  synth::StableDiffusion sd(model, device, dtype == "fp16" ? torch::kFloat16 : torch::kFloat32);
+// --config CFG --index I [--count N]: images I..I+N-1 exactly as the run made them. Every setting
+// comes from [generator]; the run's generator made image i in the batch of generator.batch_size
+// consecutive indices starting at a multiple of it (sources/generator.hpp), and a batch's pixels
+// depend on its size through float reassociation, so the whole batch is re-made and images I..
+// kept. (Exact for runs whose generator claims start at multiples of the batch: one generator
+// rank, fresh or resumed at a checkpoint; otherwise equal up to a few 8-bit levels.)
+Request from_run(const synth::cli::Args& args) {
+  if (args.has("prompt")) throw synth::InputError("give either --prompt or --config (the run's prompt stream), not both");
+  if (args.has("seed")) throw synth::InputError("--seed cannot be combined with --config: the noise seed is the run's run.seed");
+  const long long first = args.get_int("index", 0), count = args.get_int("count", 1);
+  if (first < 0) throw synth::InputError("--index must be >= 0");
+  if (count < 1) throw synth::InputError("--count must be >= 1");
+  const synth::Config cfg = synth::load_config(args.get("config"), args.all("set"), synth::kNoInputs);
+  const synth::GeneratorConfig& g = cfg.generator;
+  Request r;
+  r.model = args.get("model", g.model_dir);
+  if (r.model.empty()) throw synth::InputError(cfg.source_file + ": generator.model_dir is empty; give --model DIR");
+  if (args.has("model") && !g.model_dir.empty() && args.get("model") != g.model_dir)
+    std::fprintf(stderr, "stream-sample: note: --model %s is not the run's generator.model_dir = %s\n", r.model.c_str(),
+                 g.model_dir.c_str());
+  // A flag that gives the run's own value changes nothing and is not reported.
+  auto note = [&](const char* flag, const char* key, bool same, const std::string& run_value) {
+    if (args.has(flag) && !same)
+      std::fprintf(stderr, "stream-sample: note: --%s %s overrides %s = %s: the images are not the run's\n", flag,
+                   args.get(flag).c_str(), key, run_value.c_str());
+  };
+  note("scheduler", "generator.scheduler", args.get("scheduler", g.scheduler) == g.scheduler, g.scheduler);
+  note("steps", "generator.steps", args.get_int("steps", g.steps) == g.steps, std::to_string(g.steps));
+  char guidance[32];
+  std::snprintf(guidance, sizeof guidance, "%g", g.guidance);
+  note("guidance", "generator.guidance", args.get_double("guidance", g.guidance) == g.guidance, guidance);
+  note("width", "generator.width", args.get_int("width", g.width) == g.width, std::to_string(g.width));
+  note("height", "generator.height", args.get_int("height", g.height) == g.height, std::to_string(g.height));
+  note("device", "generator.device", args.get("device", g.device) == g.device, g.device);
+  note("dtype", "generator.dtype", args.get("dtype", g.dtype) == g.dtype, g.dtype);
+  r.device = args.get("device", g.device);
+  r.dtype = args.get("dtype", g.dtype);
+  r.options.scheduler = args.get("scheduler", g.scheduler);
+  r.options.steps = args.get_int("steps", g.steps);
+  r.options.guidance = args.get_double("guidance", g.guidance);
+  r.options.width = args.get_int("width", g.width);
+  r.options.height = args.get_int("height", g.height);
+  r.seed = cfg.run.seed;
+  r.batch = g.batch_size;
+  synth::PromptStreamConfig stream_cfg;
+  static_cast<synth::PromptsConfig&>(stream_cfg) = cfg.prompts;
+  stream_cfg.seed = cfg.run.seed;
+  const auto stream = synth::PromptStream::from_config(stream_cfg);
+  const uint64_t B = uint64_t(g.batch_size), lo = uint64_t(first) / B * B;
+  uint64_t hi = (uint64_t(first + count) + B - 1) / B * B;
+  if (cfg.train.total_images > 0) hi = std::max<uint64_t>(std::min<uint64_t>(hi, uint64_t(cfg.train.total_images)), first + count);
+  const uint64_t unique = uint64_t(g.unique_images);
+  for (uint64_t i = lo; i < hi; ++i) {
+    const uint64_t content = unique ? i % unique : i;  // a fixed dataset repeated (sources/generator.hpp)
+    r.indices.push_back(i);
+    r.noise_keys.push_back(content);
+    r.prompts.push_back(stream.at(content).prompt);
+    if (i >= uint64_t(first) && i < uint64_t(first + count)) r.keep.push_back(size_t(i - lo));
+  }
+  return r;
+}
+
+// Runs the sampler in batches of r.batch (all at once when 0) and returns every image's output.
+std::vector<synth::SampleOutput> run_batches(synth::StableDiffusion& sd, const Request& r, const torch::Tensor& noise) {
+  std::vector<synth::SampleOutput> outs;
+  const size_t n = r.prompts.size(), step = r.batch > 0 ? size_t(r.batch) : n;
+  for (size_t b = 0; b < n; b += step) {
+    const size_t e = std::min(n, b + step);
+    const std::vector<std::string> prompts(r.prompts.begin() + long(b), r.prompts.begin() + long(e));
+    outs.push_back(sd.sample(prompts, noise.slice(0, int64_t(b), int64_t(e)), r.options));
+  }
+  return outs;
+}
+
+void sample(const synth::cli::Args& args) {
+  Request r = args.has("config") ? from_run(args) : from_flags(args);
+  std::error_code ec;
+  if (!std::filesystem::is_directory(r.model, ec)) throw synth::InputError("--model: '" + r.model + "' is not a directory");
+  // "cuda" is this process's LOCAL_RANK GPU, as for generator.device (distributed/env.hpp).
+  const torch::Device device = synth::resolve_device(r.device, "--device", synth::dist_env_from_process());
+  if (r.dtype != "fp32" && r.dtype != "fp16") throw synth::InputError("--dtype must be fp32 or fp16, got '" + r.dtype + "'");
+  synth::require_device(device, "--device", r.device);
+  if (!std::isfinite(r.options.guidance)) throw synth::InputError("--guidance must be finite");
+
+  synth::StableDiffusion sd(r.model, device, r.dtype == "fp16" ? torch::kFloat16 : torch::kFloat32);
   torch::Tensor noise;
   if (args.has("init-latents")) {
     const std::string path = args.get("init-latents");
     noise = synth::SafeTensorsFile::open(path).tensor("latents");
-    if (noise.dim() != 4 || noise.size(0) != int64_t(prompts.size()))
-      throw synth::InputError(path + ": tensor 'latents' must be N x C x h x w with N = " + std::to_string(prompts.size()) +
+    if (noise.dim() != 4 || noise.size(0) != int64_t(r.prompts.size()))
+      throw synth::InputError(path + ": tensor 'latents' must be N x C x h x w with N = " + std::to_string(r.prompts.size()) +
                               " (one per prompt)");
     const int64_t f = sd.upscale();
-    o.height = args.get_int("height", noise.size(2) * f);
-    o.width = args.get_int("width", noise.size(3) * f);
+    r.options.height = args.get_int("height", noise.size(2) * f);
+    r.options.width = args.get_int("width", noise.size(3) * f);
   } else {
-    o.width = args.get_int("width", 512);
-    o.height = args.get_int("height", 384);
-    noise = sd.initial_noise(indices, seed, o.width, o.height);
+    noise = sd.initial_noise(r.noise_keys, r.seed, r.options.width, r.options.height);
   }
-  const auto out = sd.sample(prompts, noise, o);
+  const auto outs = run_batches(sd, r, noise);
+  std::vector<synth::ImageU8> images;
+  std::vector<torch::Tensor> latents;
+  for (const auto& o : outs) {
+    images.insert(images.end(), o.images.begin(), o.images.end());
+    latents.push_back(o.latents);
+  }
+  if (r.keep.empty())
+    for (size_t i = 0; i < images.size(); ++i) r.keep.push_back(i);
   const std::string dir = args.get("out", "samples");
   std::filesystem::create_directories(dir, ec);
   if (ec) throw synth::InputError("--out: cannot create '" + dir + "': " + ec.message());
-  if (args.has("out-latents")) synth::save_safetensors(args.get("out-latents"), {{"latents", out.latents}});
-  for (size_t i = 0; i < out.images.size(); ++i) {
-    const std::string png = dir + "/" + std::to_string(indices[i]) + ".png";
-    synth::write_png(png, out.images[i]);
-    std::printf("%llu\t%s\t%s\n", (unsigned long long)indices[i], png.c_str(), prompts[i].c_str());
+  auto idx = std::vector<int64_t>(r.keep.begin(), r.keep.end());
+  if (args.has("out-latents"))
+    synth::save_safetensors(args.get("out-latents"), {{"latents", torch::cat(latents).index_select(0, torch::tensor(idx))}});
+  std::vector<synth::ImageU8> kept;
+  for (const size_t k : r.keep) {
+    const std::string png = dir + "/" + std::to_string(r.indices[k]) + ".png";
+    synth::write_png(png, images[k]);
+    kept.push_back(images[k]);
+    std::printf("%llu\t%s\t%s\n", (unsigned long long)r.indices[k], png.c_str(), r.prompts[k].c_str());
   }
-  synth::write_png(dir + "/contact_sheet.png", synth::contact_sheet(out.images));
+  synth::write_png(dir + "/contact_sheet.png", synth::contact_sheet(kept));
 }
 
 }  // namespace
@@ -136,7 +229,7 @@ int main(int argc, char** argv) {
       list_prompts(args);
       return 0;
     }
-    if (args.has("model")) {
+    if (args.has("model") || args.has("config")) {
       sample(args);
       return 0;
     }

@@ -4,55 +4,11 @@
 #include <cmath>
 #include <string>
 
+#include "augment/resample.hpp"
 #include "core/error.hpp"
 
 namespace synth {
 namespace {
-
-// Pillow's / ATen's antialiasing bicubic kernel with a = -0.5 (ATen UpSampleKernel.cpp
-// HelperInterpCubic::aa_filter, Pillow Resample.c bicubic_filter).
-float cubic_aa(float x) {
-  constexpr float a = -0.5f;
-  x = std::fabs(x);
-  if (x < 1.0f) return ((a + 2.0f) * x - (a + 3.0f)) * x * x + 1.0f;
-  if (x < 2.0f) return ((a * x - 5.0f * a) * x + 8.0f * a) * x - 4.0f * a;
-  return 0.0f;
-}
-
-// Taps of one axis: output i reads inputs start[i] .. start[i] + count[i] - 1 with weights
-// w[i * taps + j] (ATen _compute_indices_weights_aa).
-struct AxisTaps {
-  int taps = 0;
-  std::vector<int> start, count;
-  std::vector<float> w;
-};
-
-AxisTaps aa_taps(int in_size, int out_size) {
-  AxisTaps t;
-  const float scale = float(in_size) / float(out_size);
-  const float support = scale >= 1.0f ? 2.0f * scale : 2.0f;
-  const float invscale = scale >= 1.0f ? 1.0f / scale : 1.0f;
-  t.taps = int(std::ceil(support)) * 2 + 1;
-  t.start.resize(size_t(out_size));
-  t.count.resize(size_t(out_size));
-  t.w.assign(size_t(out_size) * t.taps, 0.0f);
-  for (int i = 0; i < out_size; ++i) {
-    const float center = scale * (float(i) + 0.5f);
-    const int xmin = std::max(int(center - support + 0.5f), 0);
-    const int xsize = std::min(int(center + support + 0.5f), in_size) - xmin;
-    float* w = &t.w[size_t(i) * t.taps];
-    float total = 0.0f;
-    for (int j = 0; j < xsize; ++j) {
-      w[j] = cubic_aa((float(j + xmin) - center + 0.5f) * invscale);
-      total += w[j];
-    }
-    if (total != 0.0f)
-      for (int j = 0; j < xsize; ++j) w[j] /= total;
-    t.start[size_t(i)] = xmin;
-    t.count[size_t(i)] = xsize;
-  }
-  return t;
-}
 
 float gray_of(float r, float g, float b) { return 0.299f * r + 0.587f * g + 0.114f * b; }
 
@@ -81,7 +37,9 @@ PlanarImage dino_resized_crop(const ImageU8& src, const DinoBox& box, int out_he
     throw Error("dino_resized_crop: box (" + std::to_string(box.top) + ", " + std::to_string(box.left) + ", " +
                 std::to_string(box.height) + ", " + std::to_string(box.width) + ") is outside the " +
                 std::to_string(src.height) + "x" + std::to_string(src.width) + " image");
-  const AxisTaps tx = aa_taps(box.width, out_width), ty = aa_taps(box.height, out_height);
+  // ATen's antialiased bicubic (torchvision RandomResizedCrop(BICUBIC) on tensors).
+  const ResampleTaps tx = resample_taps(box.width, out_width, ResampleFilter::kCubic),
+                     ty = resample_taps(box.height, out_height, ResampleFilter::kCubic);
   // Width first: box.height rows x out_width columns.
   PlanarImage rows(box.height, out_width);
   for (int y = 0; y < box.height; ++y) {

@@ -6,44 +6,11 @@
 #include <ATen/Parallel.h>
 
 #include "augment/dino_params.hpp"
+#include "augment/resample.hpp"
 #include "core/error.hpp"
 
 namespace synth {
 namespace {
-
-// Filter taps of one output coordinate: input positions [first, first + weights.size()).
-struct Taps {
-  int first = 0;
-  std::vector<float> weights;
-};
-
-// PIL-style antialiased bilinear: a triangle filter of radius max(scale, 1) input pixels around
-// the output pixel's centre mapped into the input, weights renormalized where it leaves the image.
-std::vector<Taps> triangle_taps(int in_size, int out_size) {
-  const double scale = double(in_size) / out_size;
-  const double support = std::max(scale, 1.0);
-  std::vector<Taps> taps(static_cast<size_t>(out_size));
-  for (int o = 0; o < out_size; ++o) {
-    const double center = (o + 0.5) * scale;
-    const int lo = std::max(int(center - support + 0.5), 0);
-    const int hi = std::min(int(center + support + 0.5), in_size);
-    Taps& t = taps[size_t(o)];
-    t.first = lo;
-    double total = 0;
-    for (int x = lo; x < hi; ++x) {
-      const double w = std::max(0.0, 1.0 - std::abs((x - center + 0.5) / support));
-      t.weights.push_back(float(w));
-      total += w;
-    }
-    if (total <= 0) {  // cannot happen for in_size >= 1, kept so a weight sum is never 0
-      t.weights.assign(1, 1.0f);
-      t.first = std::min(std::max(int(center), 0), in_size - 1);
-      total = 1;
-    }
-    for (float& w : t.weights) w = float(w / total);
-  }
-  return taps;
-}
 
 void check_view(const ImageView& v) {
   if (v.pixels == nullptr || v.height < 1 || v.width < 1 || (v.channels != 1 && v.channels != 3))
@@ -71,7 +38,9 @@ void resize_normalize(const ImageView& src, const CropBox& box, int out_h, int o
   if (box.top < 0 || box.left < 0 || box.height < 1 || box.width < 1 || box.top + box.height > src.height ||
       box.left + box.width > src.width)
     throw Error("augment: crop box outside image " + std::to_string(src.index));
-  const std::vector<Taps> tx = triangle_taps(box.width, out_w), ty = triangle_taps(box.height, out_h);
+  // PIL's antialiased bilinear (torchvision's Resize / RandomResizedCrop on PIL images).
+  const ResampleTaps tx = resample_taps(box.width, out_w, ResampleFilter::kTriangle),
+                     ty = resample_taps(box.height, out_h, ResampleFilter::kTriangle);
   const int C = src.channels;
   // Horizontal pass over the box's rows: box.height x out_w x 3 floats in [0, 255].
   std::vector<float> rows(size_t(box.height) * out_w * 3);
@@ -79,11 +48,11 @@ void resize_normalize(const ImageView& src, const CropBox& box, int out_h, int o
     const uint8_t* line = src.pixels + (size_t(box.top + y) * src.width + box.left) * C;
     float* dst = rows.data() + size_t(y) * out_w * 3;
     for (int x = 0; x < out_w; ++x) {
-      const Taps& t = tx[size_t(x)];
+      const float* weights = &tx.w[size_t(x) * size_t(tx.taps)];
       float acc[3] = {0, 0, 0};
-      for (size_t k = 0; k < t.weights.size(); ++k) {
-        const uint8_t* p = line + size_t(t.first + int(k)) * C;
-        const float w = t.weights[k];
+      for (int k = 0; k < tx.count[size_t(x)]; ++k) {
+        const uint8_t* p = line + size_t(tx.start[size_t(x)] + k) * C;
+        const float w = weights[k];
         for (int c = 0; c < 3; ++c) acc[c] += w * float(p[C == 1 ? 0 : c]);
       }
       const int ox = flip ? out_w - 1 - x : x;
@@ -98,12 +67,12 @@ void resize_normalize(const ImageView& src, const CropBox& box, int out_h, int o
   }
   const size_t plane = size_t(out_h) * out_w;
   for (int y = 0; y < out_h; ++y) {
-    const Taps& t = ty[size_t(y)];
+    const float* weights = &ty.w[size_t(y) * size_t(ty.taps)];
     for (int x = 0; x < out_w; ++x) {
       float acc[3] = {0, 0, 0};
-      for (size_t k = 0; k < t.weights.size(); ++k) {
-        const float* p = rows.data() + (size_t(t.first + int(k)) * out_w + x) * 3;
-        const float w = t.weights[k];
+      for (int k = 0; k < ty.count[size_t(y)]; ++k) {
+        const float* p = rows.data() + (size_t(ty.start[size_t(y)] + k) * out_w + x) * 3;
+        const float w = weights[k];
         for (int c = 0; c < 3; ++c) acc[c] += w * p[c];
       }
       for (int c = 0; c < 3; ++c) out[size_t(c) * plane + size_t(y) * out_w + x] = acc[c] * scale[c] + shift[c];

@@ -166,6 +166,7 @@ const std::vector<Binding>& bindings() {
       SYNTH_BIND(generator.device, device_value(), "where the generator runs (cuda = cuda:LOCAL_RANK of the rank)"),
       SYNTH_BIND(generator.dtype, one_of({"fp32", "fp16"}), "weights/activations dtype of the U-Net, VAE and text encoder"),
       SYNTH_BIND(generator.instances, between(1, 64), "generator threads, each with its own model copy"),
+      SYNTH_BIND(generator.unique_images, between(0, 1e15), "0 = stream; N: image i is image i mod N (a fixed dataset repeated)"),
 
       SYNTH_BIND(dist.backend, one_of({"auto", "gloo", "nccl"}), "collectives: auto = nccl for cuda training, else gloo"),
       SYNTH_BIND(dist.trainer_ranks, between(0, 1 << 20), "ranks [0, k) train, the rest only generate (0 = all train)"),

@@ -155,9 +155,12 @@ struct GeneratorConfig {
   std::string device = "cpu";        // cpu | cuda
   std::string dtype = "fp32";        // fp32 | fp16 (fp16 needs cuda)
   int instances = 1;                 // generator threads, each with its own model copy
+  // 0: the stream (image i is new for every i). N > 0: image i is image i mod N, a fixed synthetic
+  // dataset of N images repeated, for comparing with the paper's fixed-dataset setting.
+  int64_t unique_images = 0;
 };
 
-// [dist]: how the ranks of a job (torchrun / Slurm environment, src/dist/env.hpp) share the work.
+// [dist]: how the ranks of a job (torchrun / Slurm environment, src/distributed/env.hpp) share the work.
 // Colocated (trainer_ranks = 0): every rank generates or decodes its own shard of each global batch
 // and trains on it. Dedicated (trainer_ranks = k > 0): ranks [0, k) train, ranks [k, world) only
 // generate and send their images to the trainers (synthetic source only).

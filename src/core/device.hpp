@@ -1,10 +1,10 @@
 // Device values of the config keys train.device and generator.device and of the --device flags:
 //   "cpu"
-//   "cuda"    this rank's own GPU: cuda:LOCAL_RANK of the torchrun/Slurm environment (dist/env.hpp),
+//   "cuda"    this rank's own GPU: cuda:LOCAL_RANK of the torchrun/Slurm environment (distributed/env.hpp),
 //             so `torchrun --nproc-per-node=8` puts rank r of a node on GPU r without flags
 //   "cuda:N"  GPU N on every rank (one process per node, or a GPU chosen by hand)
 // Torch-free so the config stage checks values with the same parser the stages resolve them with;
-// the torch::Device itself comes from resolve_device (dist/env.hpp), the one place that maps a
+// the torch::Device itself comes from resolve_device (distributed/env.hpp), the one place that maps a
 // value and a rank to a device.
 #pragma once
 #include <string>

@@ -20,6 +20,7 @@ enum class RngPurpose : uint32_t {
   kInit = 7,            // model initialization
   kDropout = 8,
   kDinoAugment = 9,     // DINO multi-crop parameters (sub-key: crop number, globals first)
+  kSdTrain = 10,        // training a text-to-image model (index: step; sub-key: which draw)
 };
 
 struct Philox4x32 {

@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "diffusion/weights.hpp"
 
 namespace synth {
 
@@ -16,9 +17,9 @@ StableDiffusion::StableDiffusion(const std::string& model_dir, torch::Device dev
       device_(device),
       dtype_(dtype),
       tokenizer_(model_.tokenizer_dir()),
-      text_encoder_(ClipTextEncoder::load(model_.component_dir("text_encoder"))),
+      text_encoder_(load_text_encoder(model_.component_dir("text_encoder"))),
       unet_(load_unet(model_.component_dir("unet"))),
-      vae_(VaeDecoder::load(model_.component_dir("vae"))),
+      vae_(load_vae_decoder(model_.component_dir("vae"))),
       cache_(embedding_cache_bytes) {
   if (dtype != torch::kFloat32 && dtype != torch::kFloat16 && dtype != torch::kBFloat16)
     throw InputError("sampler: dtype must be fp32, fp16 or bf16");

@@ -5,7 +5,6 @@
 
 #include "core/error.hpp"
 #include "diffusion/blocks.hpp"
-#include "diffusion/weights.hpp"
 
 namespace synth {
 namespace {
@@ -340,14 +339,6 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& sample, const torch::Tensor
     h = up->forward(h, temb, ctx, skips, size);
   }
   return conv_out(torch::silu(conv_norm_out(h)));
-}
-
-UNet load_unet(const std::string& dir) {
-  UNet unet(load_unet_config(dir + "/config.json"));
-  const auto weights = open_weights(dir);
-  load_module_weights(*unet, weights);
-  unet->eval();
-  return unet;
 }
 
 }  // namespace synth

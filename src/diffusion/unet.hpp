@@ -36,7 +36,4 @@ class UNetImpl : public torch::nn::Module {
 };
 TORCH_MODULE(UNet);
 
-// Builds the U-Net of `dir` (a diffusers `unet/` folder: config.json + weights), strictly loaded.
-UNet load_unet(const std::string& dir);
-
 }  // namespace synth

@@ -2,7 +2,6 @@
 
 #include "core/error.hpp"
 #include "diffusion/blocks.hpp"
-#include "diffusion/weights.hpp"
 
 namespace synth {
 
@@ -75,44 +74,72 @@ struct VaeDecoderNet : torch::nn::Module {
   torch::nn::GroupNorm conv_norm_out{nullptr};
 };
 
+struct DownEncoderBlock : torch::nn::Module {
+  DownEncoderBlock(int64_t in, int64_t out, int64_t layers, int64_t groups, bool downsample) {
+    resnets = register_module("resnets", torch::nn::ModuleList());
+    for (int64_t j = 0; j < layers; ++j)
+      resnets->push_back(ResnetBlock2D(ResnetBlock2DOptions{j == 0 ? in : out, out, 0, groups, kVaeEps, 1.0}));
+    if (downsample) {
+      downsamplers = register_module("downsamplers", torch::nn::ModuleList());
+      downsamplers->push_back(Downsample2D(out, out, /*padding=*/0));
+    }
+  }
+  torch::Tensor forward(torch::Tensor h) {
+    for (const auto& r : *resnets) h = r->as<ResnetBlock2DImpl>()->forward(h);
+    if (downsamplers) h = downsamplers[0]->as<Downsample2DImpl>()->forward(h);
+    return h;
+  }
+  torch::nn::ModuleList resnets{nullptr}, downsamplers{nullptr};
+};
+
+struct VaeEncoderNet : torch::nn::Module {
+  explicit VaeEncoderNet(const VaeConfig& c) {
+    const auto& ch = c.block_out_channels;
+    const size_t n = ch.size();
+    conv_in = register_module("conv_in", torch::nn::Conv2d(torch::nn::Conv2dOptions(c.in_channels, ch.front(), 3).padding(1)));
+    down_blocks = register_module("down_blocks", torch::nn::ModuleList());
+    for (size_t i = 0; i < n; ++i)
+      down_blocks->push_back(std::make_shared<DownEncoderBlock>(i == 0 ? ch.front() : ch[i - 1], ch[i], c.layers_per_block,
+                                                                c.norm_num_groups, i + 1 != n));
+    mid_block = register_module("mid_block", std::make_shared<VaeMidBlock>(ch.back(), c.norm_num_groups, c.mid_block_add_attention));
+    conv_norm_out = register_module(
+        "conv_norm_out", torch::nn::GroupNorm(torch::nn::GroupNormOptions(c.norm_num_groups, ch.back()).eps(kVaeEps)));
+    // double_z: mean and log-variance.
+    conv_out = register_module("conv_out", torch::nn::Conv2d(torch::nn::Conv2dOptions(ch.back(), 2 * c.latent_channels, 3).padding(1)));
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto h = conv_in(x);
+    for (const auto& b : *down_blocks) h = b->as<DownEncoderBlock>()->forward(h);
+    h = mid_block->forward(h);
+    return conv_out(torch::silu(conv_norm_out(h)));
+  }
+  torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
+  torch::nn::ModuleList down_blocks{nullptr};
+  std::shared_ptr<VaeMidBlock> mid_block;
+  torch::nn::GroupNorm conv_norm_out{nullptr};
+};
+
+// Registration order = diffusers' state_dict order: encoder, decoder, quant_conv, post_quant_conv.
 class VaeModel : public torch::nn::Module {
  public:
-  explicit VaeModel(const VaeConfig& c) {
+  VaeModel(const VaeConfig& c, bool with_encoder) {
+    if (with_encoder) encoder = register_module("encoder", std::make_shared<VaeEncoderNet>(c));
     decoder = register_module("decoder", std::make_shared<VaeDecoderNet>(c));
+    const auto moments = 2 * c.latent_channels;
+    if (with_encoder && c.use_quant_conv)
+      quant_conv = register_module("quant_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(moments, moments, 1)));
     if (c.use_post_quant_conv)
       post_quant_conv = register_module(
           "post_quant_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(c.latent_channels, c.latent_channels, 1)));
   }
+  std::shared_ptr<VaeEncoderNet> encoder;
   std::shared_ptr<VaeDecoderNet> decoder;
-  torch::nn::Conv2d post_quant_conv{nullptr};
+  torch::nn::Conv2d quant_conv{nullptr}, post_quant_conv{nullptr};
 };
 
-VaeDecoder::VaeDecoder(const VaeConfig& config) : config_(config), model_(std::make_shared<VaeModel>(config)) {
+VaeDecoder::VaeDecoder(const VaeConfig& config)
+    : config_(config), model_(std::make_shared<VaeModel>(config, /*with_encoder=*/false)) {
   model_->eval();
-}
-
-VaeDecoder VaeDecoder::load(const std::string& dir) {
-  VaeDecoder vae(load_vae_config(dir + "/config.json"));
-  const auto file = open_weights(dir);
-  WeightLoadOptions options;
-  // Decoding only: the encoder half of the autoencoder is present in the file but unused.
-  options.ignore_prefixes = {"encoder.", "quant_conv."};
-  // Checkpoints converted by diffusers < 0.14 name the mid-block attention query/key/value/proj_attn.
-  if (file.contains("decoder.mid_block.attentions.0.query.weight")) {
-    options.rename = [](const std::string& name) {
-      const std::string base = "decoder.mid_block.attentions.0.";
-      if (name.compare(0, base.size(), base) != 0) return name;
-      const std::string rest = name.substr(base.size());
-      for (auto [now, old] : {std::pair<const char*, const char*>{"to_q.", "query."}, {"to_k.", "key."},
-                              {"to_v.", "value."}, {"to_out.0.", "proj_attn."}}) {
-        const std::string p = now;
-        if (rest.compare(0, p.size(), p) == 0) return base + old + rest.substr(p.size());
-      }
-      return name;
-    };
-  }
-  load_module_weights(*vae.model_, file, options);
-  return vae;
 }
 
 torch::Tensor VaeDecoder::decode(const torch::Tensor& z) const {
@@ -130,5 +157,28 @@ int64_t VaeDecoder::upscale() const { return int64_t(1) << (config_.block_out_ch
 torch::nn::Module& VaeDecoder::module() { return *model_; }
 
 void VaeDecoder::to(torch::Device device, torch::Dtype dtype) { model_->to(device, dtype); }
+
+torch::Tensor LatentPosterior::kl() const {
+  return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum({1, 2, 3});
+}
+
+AutoencoderKL::AutoencoderKL(const VaeConfig& config)
+    : config_(config), model_(std::make_shared<VaeModel>(config, /*with_encoder=*/true)) {}
+
+LatentPosterior AutoencoderKL::encode(const torch::Tensor& x) {
+  if (x.dim() != 4 || x.size(1) != config_.in_channels)
+    throw InputError("VAE encode: images must be [B, " + std::to_string(config_.in_channels) + ", H, W]");
+  auto moments = model_->encoder->forward(x);
+  if (model_->quant_conv) moments = model_->quant_conv(moments);
+  auto parts = moments.chunk(2, 1);
+  return {parts[0], parts[1].clamp(-30.0, 20.0)};
+}
+
+torch::Tensor AutoencoderKL::decode(const torch::Tensor& z) {
+  auto h = model_->post_quant_conv ? model_->post_quant_conv(z) : z;
+  return model_->decoder->forward(h);
+}
+
+torch::nn::Module& AutoencoderKL::module() { return *model_; }
 
 }  // namespace synth

@@ -198,6 +198,13 @@ PromptEntry PromptStream::entry(uint64_t index, int32_t class_index) const {
 
 PromptEntry PromptStream::at(uint64_t index) const { return entry(index, class_at(index)); }
 
+PromptEntry PromptStream::for_class(uint64_t index, int32_t class_index) const {
+  if (class_index < 0 || size_t(class_index) >= classes_.size())
+    throw InputError("prompt stream: class " + std::to_string(class_index) + " is outside the " +
+                     std::to_string(classes_.size()) + " classes of the class file");
+  return entry(index, class_index);
+}
+
 std::vector<PromptEntry> PromptStream::range(uint64_t begin, uint64_t end) const {
   std::vector<PromptEntry> out;
   if (end <= begin) return out;

@@ -60,6 +60,10 @@ class PromptStream {
   // Entries begin, begin+1, ..., end-1 (same as calling at() for each, but one permutation per block).
   std::vector<PromptEntry> range(uint64_t begin, uint64_t end) const;
   int32_t class_at(uint64_t index) const;
+  // The template, scene and prompt index `index` would get if its class were `class_index`: the
+  // same draws as at(index), with the class given. For training a text-to-image model on labelled
+  // images with the prompts the stream will later ask it for (stream-sd-train).
+  PromptEntry for_class(uint64_t index, int32_t class_index) const;
 
   const std::vector<ClassInfo>& classes() const { return classes_; }
   const std::vector<std::string>& scenes() const { return scenes_; }

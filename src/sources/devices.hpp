@@ -1,5 +1,5 @@
 // Where this rank's models run: train.device and generator.device resolved with the rank's
-// environment by resolve_device (dist/env.hpp), so "cuda" is cuda:LOCAL_RANK on every rank of a
+// environment by resolve_device (distributed/env.hpp), so "cuda" is cuda:LOCAL_RANK on every rank of a
 // torchrun/Slurm job and "cuda:N" is GPU N everywhere. Here, the first stage that sees both the
 // config and the rank's environment, so the generator (this stage), the trainer and the mains take
 // their devices from the same two functions. Pure: no GPU needed to call or test them;
@@ -8,7 +8,7 @@
 #include <torch/types.h>
 
 #include "config/config.hpp"
-#include "dist/env.hpp"
+#include "distributed/env.hpp"
 
 namespace synth {
 

@@ -42,7 +42,7 @@ class ThreadDevice {
 SyntheticProducer::SyntheticProducer(std::vector<std::shared_ptr<StableDiffusion>> models,
                                      std::shared_ptr<const PromptStream> prompts, Ring& ring,
                                      const SamplerOptions& options, int64_t batch_size, uint64_t seed,
-                                     IndexSequence indices)
+                                     IndexSequence indices, uint64_t unique_images)
     : models_(std::move(models)),
       prompts_(std::move(prompts)),
       ring_(ring),
@@ -50,6 +50,7 @@ SyntheticProducer::SyntheticProducer(std::vector<std::shared_ptr<StableDiffusion
       batch_(batch_size),
       seed_(seed),
       indices_(std::move(indices)),
+      unique_(unique_images),
       next_(0),
       threads_(ring) {
   if (models_.empty()) throw InputError("generator.instances must be >= 1");
@@ -92,9 +93,13 @@ void SyntheticProducer::run(StableDiffusion& sd) {
       slots.resize(size_t(count));
 
       std::vector<PromptEntry> entries;
-      for (uint64_t p = begin; p < begin + count; ++p) entries.push_back(prompts_->at(indices_.at(p)));
+      std::vector<uint64_t> positions;  // stream indices, for the ring and the ledger
+      for (uint64_t p = begin; p < begin + count; ++p) {
+        positions.push_back(indices_.at(p));
+        entries.push_back(prompts_->at(unique_ ? positions.back() % unique_ : positions.back()));
+      }
       std::vector<std::string> texts;
-      std::vector<uint64_t> indices;
+      std::vector<uint64_t> indices;  // content indices: noise keys
       for (const PromptEntry& e : entries) {
         texts.push_back(e.prompt);
         indices.push_back(e.index);
@@ -108,7 +113,7 @@ void SyntheticProducer::run(StableDiffusion& sd) {
         const ImageU8& img = out.images[k];
         std::memcpy(ring_.data(slots[k]), img.pixels.data(), img.bytes());
         SlotMeta& m = ring_.meta(slots[k]);
-        m.index = entries[k].index;
+        m.index = positions[k];
         m.label = entries[k].class_index;
         m.source = SourceTag::kSynthetic;
         m.height = img.height;
@@ -163,11 +168,12 @@ ImageSource synthetic_image_source(const Config& cfg, bool load_models, const Di
   source.tag = SourceTag::kSynthetic;
   const uint64_t seed = cfg.run.seed;
   const int64_t batch = g.batch_size;
+  const uint64_t unique = uint64_t(g.unique_images);
   if (load_models)
-    source.make_producer = [models, prompts, options, batch, seed](Ring& ring, const IndexSequence& indices) {
-      return std::unique_ptr<Producer>(new SyntheticProducer(models, prompts, ring, options, batch, seed, indices));
+    source.make_producer = [models, prompts, options, batch, seed, unique](Ring& ring, const IndexSequence& indices) {
+      return std::unique_ptr<Producer>(new SyntheticProducer(models, prompts, ring, options, batch, seed, indices, unique));
     };
-  source.describe = [prompts](uint64_t index) { return prompts->at(index).prompt; };
+  source.describe = [prompts, unique](uint64_t index) { return prompts->at(unique ? index % unique : index).prompt; };
   return source;
 }
 

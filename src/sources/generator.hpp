@@ -6,7 +6,9 @@
 // consecutive positions of its IndexSequence from one shared counter (fewer at the end; extra
 // slots go back), generates them and publishes every one - or fails and closes the ring. What image i is
 // depends only on (run.seed, i): its prompt (PromptStream::at) and its initial noise
-// (CounterRng(seed, i, kNoise)), never on which generator or batch made it.
+// (CounterRng(seed, i, kNoise)), never on which generator or batch made it. With
+// generator.unique_images = N, its content (prompt, class, noise) is that of i mod N; the ring
+// still carries i, so the ledger counts stream positions.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -15,7 +17,7 @@
 
 #include "config/config.hpp"
 #include "diffusion/sampler.hpp"
-#include "dist/env.hpp"
+#include "distributed/env.hpp"
 #include "prompts/prompt_stream.hpp"
 #include "stream/producer.hpp"
 
@@ -25,7 +27,8 @@ class SyntheticProducer final : public Producer {
  public:
   // One thread per model in `models` (each StableDiffusion is used by one thread only).
   SyntheticProducer(std::vector<std::shared_ptr<StableDiffusion>> models, std::shared_ptr<const PromptStream> prompts,
-                    Ring& ring, const SamplerOptions& options, int64_t batch_size, uint64_t seed, IndexSequence indices);
+                    Ring& ring, const SamplerOptions& options, int64_t batch_size, uint64_t seed, IndexSequence indices,
+                    uint64_t unique_images = 0);
   void start() override;
   void join() override;
   uint64_t produced() const override { return produced_.load(); }
@@ -41,6 +44,7 @@ class SyntheticProducer final : public Producer {
   int64_t batch_;
   uint64_t seed_;
   IndexSequence indices_;
+  uint64_t unique_;  // generator.unique_images: content of index i is that of i mod unique_ (0 = i)
   std::atomic<uint64_t> next_;
   std::atomic<uint64_t> produced_{0};
   std::atomic<uint64_t> generate_us_{0};

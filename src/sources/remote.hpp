@@ -17,7 +17,7 @@
 #include <memory>
 
 #include "config/config.hpp"
-#include "dist/comm.hpp"
+#include "distributed/comm.hpp"
 #include "stream/producer.hpp"
 #include "stream/ring.hpp"
 #include "stream/shard.hpp"

@@ -9,6 +9,9 @@
 // inside wait(), so the notify reaches it) or the sleeper's retry sees the pushed id.
 #include "stream/ring.hpp"
 
+#include <cstdio>
+#include <new>
+
 #include <boost/lockfree/queue.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -103,7 +106,14 @@ Ring::Ring(size_t slots, size_t slot_bytes) {
   if (slot_bytes != 0 && slots > (size_t(64) << 30) / slot_bytes)
     throw InputError("ring: " + std::to_string(slots) + " slots x " + std::to_string(slot_bytes) +
                      " bytes exceeds 64 GiB; lower ring.slots or ring.max_height/ring.max_width");
-  impl_ = std::make_unique<Impl>(slots, slot_bytes);
+  try {
+    impl_ = std::make_unique<Impl>(slots, slot_bytes);
+  } catch (const std::bad_alloc&) {
+    char size[32];
+    std::snprintf(size, sizeof size, "%.2f GiB", double(slots) * double(slot_bytes) / double(size_t(1) << 30));
+    throw InputError("ring: could not allocate " + std::string(size) + " (" + std::to_string(slots) + " slots x " +
+                     std::to_string(slot_bytes) + " bytes); lower ring.slots or ring.max_height/ring.max_width");
+  }
   for (size_t i = 0; i < slots; ++i) impl_->free_q.push(int(i));
 }
 

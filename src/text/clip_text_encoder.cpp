@@ -1,7 +1,5 @@
 #include "text/clip_text_encoder.hpp"
 
-#include <unistd.h>
-
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -191,28 +189,7 @@ ClipTextEncoder::ClipTextEncoder(const TextEncoderConfig& config)
   model_->eval();
 }
 
-ClipTextEncoder ClipTextEncoder::load(const std::string& dir) {
-  ClipTextEncoder enc(load_text_encoder_config(dir + "/config.json"));
-  std::string weights = dir + "/model.safetensors";
-  if (::access(weights.c_str(), R_OK) != 0 && ::access((dir + "/model.fp16.safetensors").c_str(), R_OK) == 0)
-    weights = dir + "/model.fp16.safetensors";
-  const auto file = SafeTensorsFile::open(weights);
-  WeightLoadOptions options;
-  // transformers < 4.31 saved the constant position_ids buffer; it carries no weights.
-  options.ignore_prefixes = {"text_model.embeddings.position_ids", "embeddings.position_ids"};
-  // Newer transformers save CLIPTextModel without the "text_model." level.
-  if (!file.contains("text_model.embeddings.token_embedding.weight") &&
-      file.contains("embeddings.token_embedding.weight")) {
-    options.rename = [](const std::string& name) {
-      const std::string level = "text_model.";
-      return name.compare(0, level.size(), level) == 0 ? name.substr(level.size()) : name;
-    };
-  }
-  load_module_weights(*enc.model_, file, options);
-  return enc;
-}
-
-torch::Tensor ClipTextEncoder::forward(const torch::Tensor& input_ids) const {
+void ClipTextEncoder::check_ids(const torch::Tensor& input_ids) const {
   if (input_ids.dim() != 2 || input_ids.scalar_type() != torch::kInt64)
     throw InputError("text encoder: input_ids must be int64 [batch, length]");
   if (input_ids.size(1) > config_.max_position_embeddings)
@@ -224,7 +201,17 @@ torch::Tensor ClipTextEncoder::forward(const torch::Tensor& input_ids) const {
       throw InputError("text encoder: input_ids contain token " + std::to_string(lo < 0 ? lo : hi) +
                        " outside the vocabulary of " + std::to_string(config_.vocab_size));
   }
+}
+
+torch::Tensor ClipTextEncoder::forward(const torch::Tensor& input_ids) const {
+  check_ids(input_ids);
   torch::NoGradGuard no_grad;
+  const auto device = model_->text_model->embeddings->token_embedding->weight.device();
+  return model_->text_model->forward(input_ids.to(device));
+}
+
+torch::Tensor ClipTextEncoder::forward_train(const torch::Tensor& input_ids) {
+  check_ids(input_ids);
   const auto device = model_->text_model->embeddings->token_embedding->weight.device();
   return model_->text_model->forward(input_ids.to(device));
 }

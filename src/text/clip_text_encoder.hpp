@@ -5,7 +5,7 @@
 //
 // Module names mirror the transformers keys (text_model.embeddings.token_embedding,
 // text_model.encoder.layers.N.self_attn.q_proj, ...), so loading is the identity map through
-// load_module_weights; files saved without the "text_model." prefix are accepted too.
+// load_module_weights (diffusion/weights.hpp: load_text_encoder).
 #pragma once
 #include <torch/torch.h>
 
@@ -38,20 +38,22 @@ class ClipTextModel;  // the torch::nn::Module tree (clip_text_encoder.cpp)
 
 class ClipTextEncoder {
  public:
-  // Randomly initialised model of this shape (weights come from load()).
+  // Randomly initialised model of this shape; load_text_encoder (diffusion/weights.hpp, where every
+  // weight-name rule lives) fills it from a model directory.
   explicit ClipTextEncoder(const TextEncoderConfig& config);
-  // <sd>/text_encoder: config.json + model.safetensors, strictly loaded.
-  static ClipTextEncoder load(const std::string& dir);
 
   // input_ids: int64 [B, L] with L <= max_position_embeddings -> last_hidden_state [B, L, hidden]
   // (dtype/device of the weights). Runs without autograd.
   torch::Tensor forward(const torch::Tensor& input_ids) const;
+  // The same with autograd, for training the encoder with a model (stream-sd-train).
+  torch::Tensor forward_train(const torch::Tensor& input_ids);
 
   const TextEncoderConfig& config() const { return config_; }
   torch::nn::Module& module();
   void to(torch::Device device, torch::Dtype dtype = torch::kFloat32);
 
  private:
+  void check_ids(const torch::Tensor& input_ids) const;
   TextEncoderConfig config_;
   std::shared_ptr<ClipTextModel> model_;
 };

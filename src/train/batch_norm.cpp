@@ -1,7 +1,7 @@
 #include "train/batch_norm.hpp"
 
-#include "dist/comm.hpp"
-#include "dist/sync_batch_norm.hpp"
+#include "distributed/comm.hpp"
+#include "distributed/sync_batch_norm.hpp"
 
 namespace synth {
 namespace {

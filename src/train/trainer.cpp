@@ -15,7 +15,7 @@
 #include "core/device.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
-#include "dist/grad_reducer.hpp"
+#include "distributed/grad_reducer.hpp"
 #include "io/image.hpp"
 #include "run/run_dir.hpp"
 #include "run/progress.hpp"

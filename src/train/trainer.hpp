@@ -11,7 +11,7 @@
 #include <torch/torch.h>
 
 #include "config/config.hpp"
-#include "dist/job.hpp"
+#include "distributed/job.hpp"
 #include "stream/producer.hpp"
 
 namespace synth {

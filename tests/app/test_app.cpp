@@ -23,7 +23,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "child_process.hpp"
+#include "support/child_process.hpp"
+#include "support/net.hpp"
 
 namespace fs = std::filesystem;
 
@@ -502,18 +503,11 @@ namespace {
 
 // torchrun's environment for `ranks` processes on this host, on a port free right now.
 std::vector<std::vector<std::string>> torchrun_env(int ranks) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  ::close(fd);
+  const int port = synth::test::free_port();
   std::vector<std::vector<std::string>> envs;
   for (int r = 0; r < ranks; ++r)
     envs.push_back({"RANK=" + std::to_string(r), "LOCAL_RANK=" + std::to_string(r), "WORLD_SIZE=" + std::to_string(ranks),
-                    "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(ntohs(a.sin_port))});
+                    "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(port)});
   return envs;
 }
 
@@ -648,4 +642,34 @@ TEST_CASE("stream-train: a dedicated generator process feeds a trainer process; 
   CHECK(summary["images_produced"] == 128);
   CHECK(summary["images_trained"] == 128);
   CHECK(summary["exactly_once"] == true);
+}
+
+// Memory limits (ulimit -v, as a batch system or a container sets them): an allocation the machine
+// cannot give is one line naming the size and what to lower, exit 2, never a crash or a hang.
+// The binaries map ~3 GB of address space for LibTorch and its CUDA libraries before main().
+TEST_CASE("stream-train under ulimit -v: the ring that does not fit, and a run that does not fit, fail cleanly") {
+  Scratch s;
+  auto limited = [&](long kb, const std::vector<std::string>& args) {
+    std::vector<std::string> sh = {"-c", "ulimit -v " + std::to_string(kb) + " && exec \"$0\" \"$@\"", STREAM_TRAIN_EXE};
+    sh.insert(sh.end(), args.begin(), args.end());
+    return run("/bin/sh", sh, kRepo);
+  };
+  const std::vector<std::string> smoke = {kRepo + "/configs/smoke.toml", "--set", "run.dir=" + s.path.string(),
+                                          "--set", "train.total_images=256", "--set", "eval.limit=200"};
+  // A 3 GiB ring under a 4 GB address-space limit.
+  auto ring = smoke;
+  ring.insert(ring.end(), {"--set", "run.name=ring", "--set", "ring.slots=4096", "--set", "ring.max_height=512", "--set",
+                           "ring.max_width=512"});
+  check_bad_input(limited(4000000, ring), "stream-train", {"ring: could not allocate 3.00 GiB", "lower ring.slots"}, true);
+
+  // The whole small run with too little memory: wherever it fails, it fails with one line.
+  auto tight = smoke;
+  tight.insert(tight.end(), {"--set", "run.name=tight"});
+  const Result r = limited(3100000, tight);
+  INFO("stderr: " << r.err);
+  CHECK(r.exited);
+  CHECK(!r.core_dumped);
+  CHECK(r.code != 0);
+  REQUIRE(r.err_lines().size() == 1);
+  CHECK(r.err_lines()[0].rfind("stream-train: error: ", 0) == 0);
 }

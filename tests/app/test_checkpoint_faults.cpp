@@ -13,8 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "child_process.hpp"
-#include "tmpfs_mount.hpp"
+#include "support/child_process.hpp"
+#include "support/tmpfs_mount.hpp"
 
 namespace fs = std::filesystem;
 

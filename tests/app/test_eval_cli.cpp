@@ -19,11 +19,11 @@
 #include <nlohmann/json.hpp>
 
 #include "augment/simple_augment.hpp"
-#include "child_process.hpp"
+#include "support/child_process.hpp"
 #include "io/image.hpp"
 #include "io/safetensors.hpp"
-#include "jpeg_tree.hpp"
-#include "scratch_dir.hpp"
+#include "support/jpeg_tree.hpp"
+#include "support/scratch_dir.hpp"
 #include "train/checkpoint.hpp"
 #include "train/optimizer.hpp"
 #include "train/resnet.hpp"

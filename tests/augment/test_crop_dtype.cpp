@@ -9,7 +9,7 @@
 
 #include "augment/train_augment.hpp"
 #include "core/error.hpp"
-#include "input_error.hpp"
+#include "support/input_error.hpp"
 
 namespace {
 std::string crop_dtype(const std::string& precision) { return c10::toString(synth::gpu_crop_dtype(precision)); }

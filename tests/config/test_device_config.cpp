@@ -6,7 +6,7 @@
 
 #include "config/load.hpp"
 #include "core/error.hpp"
-#include "input_error.hpp"
+#include "support/input_error.hpp"
 
 using namespace synth;
 

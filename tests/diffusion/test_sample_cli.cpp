@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <string>
 
-#include "child_process.hpp"
+#include "support/child_process.hpp"
 #include "io/safetensors.hpp"
 
 #ifdef STREAM_SAMPLE_EXE

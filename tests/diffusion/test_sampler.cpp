@@ -3,13 +3,15 @@
 // relative L2 for all four schedulers. Plus: per-image noise is a function of the image index only.
 #include <doctest/doctest.h>
 
+#include "support/tensors.hpp"
+
 #include "core/error.hpp"
 #include "diffusion/sampler.hpp"
 #include "io/safetensors.hpp"
 
 namespace {
 const std::string kSd = SYNTH_TEST_DATA "/tiny-sd";
-double rel_l2(const torch::Tensor& a, const torch::Tensor& b) { return ((a - b).norm() / b.norm()).item<double>(); }
+using synth::test::rel_l2;
 }  // namespace
 
 TEST_CASE("guided sampling matches diffusers for pndm, ddim, dpmpp2m and euler") {

@@ -2,13 +2,16 @@
 // unet.timestep (981, 500, 1) and text.last_hidden_state; relative L2 below 1e-4 (README there).
 #include <doctest/doctest.h>
 
+#include "support/tensors.hpp"
+
 #include "core/error.hpp"
 #include "diffusion/unet.hpp"
 #include "io/safetensors.hpp"
+#include "diffusion/weights.hpp"
 
 namespace {
 const std::string kSd = SYNTH_TEST_DATA "/tiny-sd";
-double rel_l2(const torch::Tensor& a, const torch::Tensor& b) { return ((a - b).norm() / b.norm()).item<double>(); }
+using synth::test::rel_l2;
 }  // namespace
 
 TEST_CASE("U-Net matches diffusers on non-square latents at three timesteps") {

@@ -9,6 +9,7 @@
 #include "diffusion/model_config.hpp"
 #include "diffusion/vae.hpp"
 #include "io/safetensors.hpp"
+#include "diffusion/weights.hpp"
 
 namespace {
 const std::string kSd = std::string(SYNTH_TEST_DATA) + "/tiny-sd";
@@ -24,7 +25,7 @@ TEST_CASE("VAE config is read from config.json") {
 }
 
 TEST_CASE("VAE decoder matches diffusers' AutoencoderKL.decode") {
-  const auto vae = synth::VaeDecoder::load(kSd + "/vae");
+  const auto vae = synth::load_vae_decoder(kSd + "/vae");
   CHECK(vae.upscale() == 4);
   const auto vectors = synth::SafeTensorsFile::open(kSd + "/vectors.safetensors");
   const auto latent = vectors.tensor("vae.latent");

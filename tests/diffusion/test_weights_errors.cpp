@@ -12,7 +12,7 @@
 #include "diffusion/model_config.hpp"
 #include "diffusion/vae.hpp"
 #include "diffusion/weights.hpp"
-#include "scratch_dir.hpp"
+#include "support/scratch_dir.hpp"
 
 namespace fs = std::filesystem;
 
@@ -72,7 +72,7 @@ void copy_configs(const TempDir& tmp) {
 TEST_CASE("VAE weights: the unmodified file loads, ignoring only the encoder half") {
   TempDir tmp("ok");
   auto dir = make_vae_dir(tmp, vae_tensors());
-  CHECK_NOTHROW(synth::VaeDecoder::load(dir));
+  CHECK_NOTHROW(synth::load_vae_decoder(dir));
 }
 
 TEST_CASE("VAE weights: wrong shape names file, tensor and both shapes") {
@@ -81,7 +81,7 @@ TEST_CASE("VAE weights: wrong shape names file, tensor and both shapes") {
   for (auto& [n, v] : t)
     if (n == "decoder.conv_in.weight") v = torch::zeros({64, 4, 1, 1});
   auto dir = make_vae_dir(tmp, t);
-  expect_input_error([&] { synth::VaeDecoder::load(dir); },
+  expect_input_error([&] { synth::load_vae_decoder(dir); },
                      {"diffusion_pytorch_model.safetensors", "tensor 'decoder.conv_in.weight'", "[64, 4, 1, 1]",
                       "expects [64, 4, 3, 3]"});
 }
@@ -92,7 +92,7 @@ TEST_CASE("VAE weights: a missing tensor is named") {
   t.erase(std::remove_if(t.begin(), t.end(), [](auto& p) { return p.first == "decoder.up_blocks.1.resnets.0.conv_shortcut.bias"; }),
           t.end());
   auto dir = make_vae_dir(tmp, t);
-  expect_input_error([&] { synth::VaeDecoder::load(dir); },
+  expect_input_error([&] { synth::load_vae_decoder(dir); },
                      {"diffusion_pytorch_model.safetensors", "missing tensor 'decoder.up_blocks.1.resnets.0.conv_shortcut.bias'"});
 }
 
@@ -101,7 +101,7 @@ TEST_CASE("VAE weights: an unexpected tensor is named, even next to the ignored 
   auto t = vae_tensors();
   t.emplace_back("decoder.up_blocks.2.upsamplers.0.conv.weight", torch::zeros({32, 32, 3, 3}));
   auto dir = make_vae_dir(tmp, t);
-  expect_input_error([&] { synth::VaeDecoder::load(dir); },
+  expect_input_error([&] { synth::load_vae_decoder(dir); },
                      {"diffusion_pytorch_model.safetensors", "unexpected tensor 'decoder.up_blocks.2.upsamplers.0.conv.weight'"});
 }
 
@@ -116,7 +116,7 @@ TEST_CASE("VAE weights with the pre-0.14 attention names (query/key/value/proj_a
   }
   auto dir = make_vae_dir(tmp, t);
   const auto vectors = synth::SafeTensorsFile::open(kSd + "/vectors.safetensors");
-  const auto out = synth::VaeDecoder::load(dir).decode(vectors.tensor("vae.latent"));
+  const auto out = synth::load_vae_decoder(dir).decode(vectors.tensor("vae.latent"));
   const auto ref = vectors.tensor("vae.decoded");
   CHECK(((out - ref).norm() / ref.norm()).item<double>() < 1e-4);
 }
@@ -126,7 +126,7 @@ TEST_CASE("fp16 weights load into an fp32 model exactly") {
   auto t = vae_tensors();
   for (auto& [n, v] : t) v = v.to(torch::kFloat16);
   auto dir = make_vae_dir(tmp, t);
-  auto vae = synth::VaeDecoder::load(dir);
+  auto vae = synth::load_vae_decoder(dir);
   for (const auto& p : vae.module().named_parameters()) {
     for (const auto& [n, v] : t)
       if (n == p.key()) CHECK(torch::equal(p.value(), v.to(torch::kFloat32)));

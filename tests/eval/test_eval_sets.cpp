@@ -9,8 +9,8 @@
 #include "config/eval_sets.hpp"
 #include "config/load.hpp"
 #include "core/error.hpp"
-#include "scratch_dir.hpp"
-#include "input_error.hpp"
+#include "support/scratch_dir.hpp"
+#include "support/input_error.hpp"
 
 namespace {
 

@@ -13,9 +13,9 @@
 #include "core/error.hpp"
 #include "eval/evaluator.hpp"
 #include "io/image.hpp"
-#include "jpeg_tree.hpp"
-#include "scratch_dir.hpp"
-#include "input_error.hpp"
+#include "support/jpeg_tree.hpp"
+#include "support/scratch_dir.hpp"
+#include "support/input_error.hpp"
 
 TEST_CASE("topk_correct counts top-1 and top-5 hits") {
   // 3 samples x 6 classes; ranks of the true class: 1st, 3rd, 6th.

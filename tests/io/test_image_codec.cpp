@@ -14,7 +14,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "io/image.hpp"
-#include "scratch_dir.hpp"
+#include "support/scratch_dir.hpp"
 
 namespace fs = std::filesystem;
 using synth::ImageU8;

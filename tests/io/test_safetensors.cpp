@@ -11,7 +11,7 @@
 
 #include "core/error.hpp"
 #include "io/safetensors.hpp"
-#include "scratch_dir.hpp"
+#include "support/scratch_dir.hpp"
 
 namespace fs = std::filesystem;
 using synth::InputError;

@@ -10,8 +10,8 @@
 #include "core/error.hpp"
 #include "prompts/classes.hpp"
 #include "prompts/wordnet.hpp"
-#include "scratch_dir.hpp"
-#include "input_error.hpp"
+#include "support/scratch_dir.hpp"
+#include "support/input_error.hpp"
 
 namespace fs = std::filesystem;
 using synth::ClassInfo;

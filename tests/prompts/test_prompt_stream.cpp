@@ -11,8 +11,8 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "prompts/prompt_stream.hpp"
-#include "scratch_dir.hpp"
-#include "input_error.hpp"
+#include "support/scratch_dir.hpp"
+#include "support/input_error.hpp"
 
 namespace fs = std::filesystem;
 using synth::ClassInfo;

@@ -8,6 +8,7 @@
 //         text.input_ids (int64 B x L)                          -> text.last_hidden_state
 //         unet.sample, unet.timestep, unet.encoder_hidden_states -> unet.out
 //         vae.latent (scaled latents, as the sampler has them)   -> vae.decoded (before clamping)
+//         vae.image ([-1, 1] images)  -> vae.posterior_mean, vae.posterior_logvar (AutoencoderKL encoder)
 //       Components are loaded only when asked for (MODEL_DIR/text_encoder, /unet, /vae) and freed
 //       after use, so the full-size U-Net is never in memory twice.
 //   tokenize TOKENIZER_DIR
@@ -52,6 +53,7 @@
 #include "train/checkpoint.hpp"
 #include "train/optimizer.hpp"
 #include "train/resnet.hpp"
+#include "diffusion/weights.hpp"
 
 namespace {
 
@@ -64,7 +66,7 @@ int models(const std::vector<std::string>& pos) {
   torch::NoGradGuard no_grad;
   Named out;
   if (in.contains("text.input_ids")) {
-    const synth::ClipTextEncoder encoder = synth::ClipTextEncoder::load(dir + "/text_encoder");
+    const synth::ClipTextEncoder encoder = synth::load_text_encoder(dir + "/text_encoder");
     out.emplace_back("text.last_hidden_state", encoder.forward(in.tensor_raw("text.input_ids")).contiguous());
   }
   if (in.contains("unet.sample")) {
@@ -75,10 +77,17 @@ int models(const std::vector<std::string>& pos) {
                                      .contiguous());
   }
   if (in.contains("vae.latent")) {
-    const synth::VaeDecoder vae = synth::VaeDecoder::load(dir + "/vae");
+    const synth::VaeDecoder vae = synth::load_vae_decoder(dir + "/vae");
     out.emplace_back("vae.decoded", vae.decode(in.tensor("vae.latent")).contiguous());
   }
-  if (out.empty()) throw synth::InputError(pos[1] + ": none of text.input_ids, unet.sample, vae.latent");
+  if (in.contains("vae.image")) {  // the encoder half (stream-sd-train's), with the whole autoencoder
+    torch::NoGradGuard no_grad;
+    synth::AutoencoderKL vae = synth::load_autoencoder(dir + "/vae");
+    const auto post = vae.encode(in.tensor("vae.image"));
+    out.emplace_back("vae.posterior_mean", post.mean.contiguous());
+    out.emplace_back("vae.posterior_logvar", post.logvar.contiguous());
+  }
+  if (out.empty()) throw synth::InputError(pos[1] + ": none of text.input_ids, unet.sample, vae.latent, vae.image");
   synth::save_safetensors(pos[2], out);
   return 0;
 }

@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "core/error.hpp"
-#include "scratch_dir.hpp"
+#include "support/scratch_dir.hpp"
 #include "run/report.hpp"
 
 namespace fs = std::filesystem;

@@ -18,8 +18,8 @@
 #include "run/metrics.hpp"
 #include "run/progress.hpp"
 #include "run/run_dir.hpp"
-#include "scratch_dir.hpp"
-#include "input_error.hpp"
+#include "support/scratch_dir.hpp"
+#include "support/input_error.hpp"
 
 using namespace synth;
 namespace fs = std::filesystem;

@@ -17,7 +17,7 @@
 #include "config/config.hpp"
 #include "core/error.hpp"
 #include "diffusion/sampler.hpp"
-#include "input_error.hpp"
+#include "support/input_error.hpp"
 #include "sources/devices.hpp"
 #include "sources/generator.hpp"
 

@@ -17,7 +17,7 @@
 #include "sources/producer.hpp"
 #include "stream/batcher.hpp"
 #include "stream/ring.hpp"
-#include "scratch_dir.hpp"
+#include "support/scratch_dir.hpp"
 
 namespace fs = std::filesystem;
 

@@ -2,18 +2,19 @@
 // (tests/data/tiny-sd/README.md: relative L2 < 1e-4).
 #include <doctest/doctest.h>
 
+#include "support/tensors.hpp"
+
 #include <torch/torch.h>
 
 #include "core/error.hpp"
 #include "io/safetensors.hpp"
 #include "text/clip_text_encoder.hpp"
+#include "diffusion/weights.hpp"
 
 namespace {
 const std::string kSd = std::string(SYNTH_TEST_DATA) + "/tiny-sd";
 
-double rel_l2(const torch::Tensor& ours, const torch::Tensor& ref) {
-  return ((ours - ref).norm() / ref.norm()).item<double>();
-}
+using synth::test::rel_l2;
 }  // namespace
 
 TEST_CASE("text encoder config is read from config.json") {
@@ -29,7 +30,7 @@ TEST_CASE("text encoder config is read from config.json") {
 }
 
 TEST_CASE("CLIP text encoder matches transformers' last_hidden_state") {
-  const auto enc = synth::ClipTextEncoder::load(kSd + "/text_encoder");
+  const auto enc = synth::load_text_encoder(kSd + "/text_encoder");
   const auto vectors = synth::SafeTensorsFile::open(kSd + "/vectors.safetensors");
   const auto ids = vectors.tensor("tokenizer.input_ids", torch::kInt64).slice(0, 0, 3);
   const auto ref = vectors.tensor("text.last_hidden_state");

@@ -19,8 +19,8 @@
 #include <torch/cuda.h>
 
 #include "core/error.hpp"
-#include "scratch_dir.hpp"
-#include "tmpfs_mount.hpp"
+#include "support/scratch_dir.hpp"
+#include "support/tmpfs_mount.hpp"
 #include "train/checkpoint.hpp"
 #include "train/optimizer.hpp"
 #include "train/resnet.hpp"

@@ -8,7 +8,7 @@
 
 #include <torch/cuda.h>
 
-#include "scratch_dir.hpp"
+#include "support/scratch_dir.hpp"
 #include "train/checkpoint.hpp"
 #include "train/optimizer.hpp"
 #include "train/resnet.hpp"

@@ -4,6 +4,8 @@
 // use another number of ranks and continues the same schedule and image order.
 #include <doctest/doctest.h>
 
+#include "support/net.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -19,10 +21,10 @@
 
 #include "config/config.hpp"
 #include "core/error.hpp"
-#include "dist/job.hpp"
+#include "distributed/job.hpp"
 #include "eval/evaluator.hpp"
-#include "scratch_dir.hpp"
-#include "tiny_fmnist.hpp"
+#include "support/scratch_dir.hpp"
+#include "support/tiny_fmnist.hpp"
 #include "sources/dataset.hpp"
 #include "sources/producer.hpp"
 #include "train/checkpoint.hpp"
@@ -44,18 +46,7 @@ synth::Config dp_config() {
   return c;
 }
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using synth::test::free_port;
 
 // Which ranks get an evaluate hook scoring their share (EvalShard) of c's evaluation sets.
 enum class Evaluating { none, every_rank, lead_only };

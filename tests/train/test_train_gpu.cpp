@@ -7,10 +7,10 @@
 
 #include <torch/cuda.h>
 #include "eval/evaluator.hpp"
-#include "scratch_dir.hpp"
+#include "support/scratch_dir.hpp"
 #include "sources/dataset.hpp"
 #include "sources/producer.hpp"
-#include "tiny_fmnist.hpp"
+#include "support/tiny_fmnist.hpp"
 #include "train/trainer.hpp"
 
 namespace {

@@ -13,9 +13,9 @@
 #include <torch/torch.h>
 
 #include <torch/cuda.h>
-#include "dist/comm.hpp"
-#include "dist/grad_reducer.hpp"
-#include "dist/sync_batch_norm.hpp"
+#include "distributed/comm.hpp"
+#include "distributed/grad_reducer.hpp"
+#include "distributed/sync_batch_norm.hpp"
 
 using namespace std::chrono_literals;
 

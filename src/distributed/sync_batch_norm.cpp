@@ -1,4 +1,4 @@
-#include "dist/sync_batch_norm.hpp"
+#include "distributed/sync_batch_norm.hpp"
 
 #include <cstdint>
 #include <string>

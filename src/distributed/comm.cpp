@@ -1,10 +1,10 @@
-#include "dist/comm.hpp"
+#include "distributed/comm.hpp"
 
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 // Gloo is compiled into the torch wheel's libtorch_cpu, which ships no Gloo headers; the ones
 // from Debian's libgloo-dev only declare the types that c10d::ProcessGroupGloo holds through
-// pointers (src/dist/CMakeLists.txt). test_dist runs real Gloo collectives through this path.
+// pointers (src/distributed/CMakeLists.txt). tests/distributed runs real Gloo collectives through this path.
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 

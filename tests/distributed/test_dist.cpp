@@ -15,10 +15,10 @@
 #include <torch/torch.h>
 
 #include "core/error.hpp"
-#include "dist/comm.hpp"
-#include "dist/env.hpp"
-#include "dist/grad_reducer.hpp"
-#include "dist/sync_batch_norm.hpp"
+#include "distributed/comm.hpp"
+#include "distributed/env.hpp"
+#include "distributed/grad_reducer.hpp"
+#include "distributed/sync_batch_norm.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "dist/job.hpp"
+#include "distributed/job.hpp"
 
 #include "core/error.hpp"
 

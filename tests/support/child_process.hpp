@@ -39,10 +39,10 @@ inline std::string slurp(const std::filesystem::path& p) {
 
 // Starts exe with args in workdir, stdout and stderr into out_file ("" = /dev/null, err_file ""
 // = the same file), with `env` ("NAME=value") added to the environment; a child that hangs is
-// killed by SIGALRM after 120 s.
+// killed by SIGALRM after timeout_s (120 s unless given).
 inline pid_t spawn(const std::string& exe, const std::vector<std::string>& args, const std::string& workdir,
                    const std::string& out_file, const std::string& err_file = "",
-                   const std::vector<std::string>& env = {}) {
+                   const std::vector<std::string>& env = {}, unsigned timeout_s = 120) {
   std::vector<std::string> all = {exe};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -56,7 +56,7 @@ inline pid_t spawn(const std::string& exe, const std::vector<std::string>& args,
     ::dup2(o, 1);
     ::dup2(e, 2);
     for (const std::string& kv : env) ::putenv(const_cast<char*>(kv.c_str()));
-    ::alarm(120);
+    ::alarm(timeout_s);
     ::execv(exe.c_str(), argv.data());
     ::_exit(127);
   }
@@ -64,12 +64,13 @@ inline pid_t spawn(const std::string& exe, const std::vector<std::string>& args,
 }
 
 // Runs exe with args in a fresh working folder (or in `workdir`) and waits for it. A child that
-// hangs is killed after 120 s (reported as not exited); a core file in the fresh folder counts as
+// hangs is killed after timeout_s (reported as not exited); a core file in the fresh folder counts as
 // a core dump.
-inline Result run(const std::string& exe, const std::vector<std::string>& args, const std::string& workdir = "") {
+inline Result run(const std::string& exe, const std::vector<std::string>& args, const std::string& workdir = "",
+                  unsigned timeout_s = 120) {
   ScratchDir cwd("child");
   const std::filesystem::path out = cwd.path / "stdout.txt", err = cwd.path / "stderr.txt";
-  const pid_t pid = spawn(exe, args, workdir.empty() ? cwd.path.string() : workdir, out.string(), err.string());
+  const pid_t pid = spawn(exe, args, workdir.empty() ? cwd.path.string() : workdir, out.string(), err.string(), {}, timeout_s);
   REQUIRE(pid >= 0);
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);

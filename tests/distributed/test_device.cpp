@@ -1,4 +1,4 @@
-// Device resolution (core/device.hpp, dist/env.hpp): which GPU a rank uses comes from its
+// Device resolution (core/device.hpp, distributed/env.hpp): which GPU a rank uses comes from its
 // launcher environment and the config value alone, so it is checked here without any GPU.
 #include <doctest/doctest.h>
 
@@ -9,8 +9,8 @@
 
 #include "core/device.hpp"
 #include "core/error.hpp"
-#include "dist/env.hpp"
-#include "input_error.hpp"
+#include "distributed/env.hpp"
+#include "support/input_error.hpp"
 
 namespace {
 

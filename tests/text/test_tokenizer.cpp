@@ -12,8 +12,8 @@
 #include "core/error.hpp"
 #include "io/safetensors.hpp"
 #include "text/tokenizer.hpp"
-#include "scratch_dir.hpp"
-#include "input_error.hpp"
+#include "support/scratch_dir.hpp"
+#include "support/input_error.hpp"
 
 namespace fs = std::filesystem;
 using synth::ClipTokenizer;

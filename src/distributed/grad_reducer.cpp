@@ -1,4 +1,4 @@
-#include "dist/grad_reducer.hpp"
+#include "distributed/grad_reducer.hpp"
 
 #include <string>
 

@@ -8,8 +8,8 @@
 #include <optional>
 #include <string>
 
-#include "dist/comm.hpp"
-#include "dist/env.hpp"
+#include "distributed/comm.hpp"
+#include "distributed/env.hpp"
 
 namespace synth {
 struct DistConfig;

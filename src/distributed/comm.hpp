@@ -11,7 +11,7 @@
 
 #include <torch/torch.h>
 
-#include "dist/env.hpp"
+#include "distributed/env.hpp"
 
 namespace synth {
 

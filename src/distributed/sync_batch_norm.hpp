@@ -26,7 +26,7 @@
 
 #include <torch/torch.h>
 
-#include "dist/comm.hpp"
+#include "distributed/comm.hpp"
 
 namespace synth {
 

@@ -23,7 +23,7 @@
 
 #include <torch/torch.h>
 
-#include "dist/comm.hpp"
+#include "distributed/comm.hpp"
 
 namespace synth {
 

@@ -1,4 +1,4 @@
-#include "dist/env.hpp"
+#include "distributed/env.hpp"
 
 #include <cerrno>
 #include <cstdlib>
