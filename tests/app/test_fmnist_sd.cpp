@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/child_process.hpp"
+#include "support/tiny_fmnist.hpp"
 
 namespace fs = std::filesystem;
 
@@ -22,10 +23,7 @@ const std::string kRepo = SYNTH_SOURCE_DIR;
 // Generous: these runs take ~1 minute alone, several times that beside the rest of the suite.
 constexpr unsigned kMinutes = 900;
 
-std::string fmnist_dir() {
-  const char* dir = std::getenv("SYNTH_FMNIST_DIR");
-  return dir && *dir ? dir : "/usr/share/datasets/fashion-mnist";
-}
+using synth::test::fmnist_dir;  // SYNTH_FMNIST_DIR or Debian's dataset-fashion-mnist
 
 // Top-1 on real t10k of the last evaluation in <run>/metrics.jsonl.
 double last_top1(const fs::path& run_dir) {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/child_process.hpp"
+#include "support/tiny_fmnist.hpp"
 
 namespace fs = std::filesystem;
 
@@ -18,10 +19,7 @@ namespace {
 const std::string kModel = SYNTH_SOURCE_DIR "/models/fmnist-sd";
 const std::string kSmoke = SYNTH_SOURCE_DIR "/configs/smoke.toml";
 
-std::string fmnist_dir() {
-  const char* dir = std::getenv("SYNTH_FMNIST_DIR");
-  return dir && *dir ? dir : "/usr/share/datasets/fashion-mnist";
-}
+using synth::test::fmnist_dir;  // SYNTH_FMNIST_DIR or Debian's dataset-fashion-mnist
 
 // The architecture of models/fmnist-sd without its weights.
 void copy_architecture(const fs::path& to) {
