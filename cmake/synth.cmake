@@ -5,7 +5,10 @@
 # interpreter; it also runs the Python-side checks (tools/check_export.py, bench peers).
 macro(synth_find_torch)
   if(NOT DEFINED SYNTH_PYTHON)
-    if(EXISTS ${PROJECT_SOURCE_DIR}/.venv/bin/python3)
+    if(SKBUILD AND Python_EXECUTABLE)
+      # pip building the Python package: the interpreter (and torch) of that environment.
+      set(_synth_python ${Python_EXECUTABLE})
+    elseif(EXISTS ${PROJECT_SOURCE_DIR}/.venv/bin/python3)
       set(_synth_python ${PROJECT_SOURCE_DIR}/.venv/bin/python3)
     else()
       find_program(_synth_python python3)
@@ -100,6 +103,14 @@ function(synth_use_torch target)
     target_precompile_headers(synth_torch_pch PRIVATE <torch/torch.h>)
   endif()
   target_precompile_headers(${target} REUSE_FROM synth_torch_pch)
+  get_target_property(_type ${target} TYPE)
+  if(_type STREQUAL "EXECUTABLE")
+    # The precompiled header is built -fPIC, as every library (they link into the Python module
+    # too); gcc refuses it for a source compiled -fPIE, so executables compile -fPIC as well
+    # (valid code in a PIE, which they still are).
+    set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE OFF)
+    target_compile_options(${target} PRIVATE -fPIC)
+  endif()
 endfunction()
 
 # synth_test(NAME SOURCES... DEPS libs... [TORCH]) builds one doctest binary and registers it with CTest.
@@ -108,7 +119,7 @@ function(synth_test name)
   add_executable(${name} ${T_SOURCES} ${PROJECT_SOURCE_DIR}/tests/doctest_main.cpp)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests ${DOCTEST_INCLUDE_DIR})
   target_link_libraries(${name} PRIVATE ${T_DEPS} Threads::Threads)
-  target_compile_definitions(${name} PRIVATE SYNTH_TEST_DATA="${PROJECT_SOURCE_DIR}/tests/data"
+  target_compile_definitions(${name} PRIVATE SYNTH_TEST_DATA="${PROJECT_SOURCE_DIR}/tests/fixtures"
                                               SYNTH_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
   if(T_TORCH)
     synth_use_torch(${name})

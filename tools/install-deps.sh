@@ -15,7 +15,7 @@ export DEBIAN_FRONTEND=noninteractive
 # declarations from Debian's Gloo are enough (docs/ARCHITECTURE.md, "One LibTorch").
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
-  build-essential cmake ninja-build ccache pkg-config python3 python3-venv \
+  build-essential cmake ninja-build ccache pkg-config python3 python3-venv python3-dev \
   libgloo-dev libtomlplusplus-dev libboost-dev libspdlog-dev libfmt-dev doctest-dev \
   nlohmann-json3-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev \
   dataset-fashion-mnist wordnet-base

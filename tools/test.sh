@@ -32,7 +32,7 @@ echo "reference suite: $(( $(date +%s) - ref_start )) s"
 
 # LibTorch is not instrumented, so only the torch-free stream stage runs under TSan (no CUDA code).
 cmake -S . -B "$BUILD_DIR-tsan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSANITIZE=thread \
-      -DSYNTH_CUDA=OFF -DSYNTH_BENCH=OFF >/dev/null
+      -DSYNTH_CUDA=OFF -DSYNTH_BENCH=OFF -DSYNTH_PYTHON_PACKAGE=OFF >/dev/null
 cmake --build "$BUILD_DIR-tsan" -j "$JOBS" --target test_stream test_core
 SYNTH_STRESS_ITEMS=${SYNTH_TSAN_STRESS_ITEMS:-1000000} TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   ctest --test-dir "$BUILD_DIR-tsan" --output-on-failure -R '^test_(stream|core)$'

@@ -23,6 +23,7 @@
 #include "train/amp.hpp"
 #include "train/optimizer.hpp"
 #include "train/resnet.hpp"
+#include "train/train_step.hpp"
 
 namespace {
 
@@ -82,42 +83,24 @@ int main(int argc, char** argv) {
     synth::ResNet model(synth::ResNetSpec{o.arch, 1.0, 1000});
     model->to(device);
     const bool channels_last = device.is_cuda();
-    if (channels_last) {
-      torch::NoGradGuard no_grad;
-      for (torch::Tensor p : model->parameters())
-        if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
-    }
+    if (channels_last) synth::to_channels_last(model);
     synth::OptimConfig oc;
     auto optimizer = synth::make_sgd(*model, oc);
     synth::LossScaler scaler(precision == synth::Precision::kFp16);
     // One batch per crop size, random values: kernels do not care about content.
-    std::vector<std::pair<torch::Tensor, torch::Tensor>> groups;
+    std::vector<synth::CropGroup> groups;
     auto add = [&](int64_t n, int64_t side) {
       torch::Tensor x = torch::randn({n, 3, side, side}, torch::TensorOptions().device(device));
       if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
-      groups.emplace_back(x, torch::randint(0, 1000, {n}, torch::TensorOptions().dtype(torch::kLong).device(device)));
+      groups.push_back({x, torch::randint(0, 1000, {n}, torch::TensorOptions().dtype(torch::kLong).device(device))});
     };
     add(o.batch, 224);
     if (o.crops == "multi") add(o.batch * 8, 96);
     const double crops = double(o.batch) * (o.crops == "multi" ? 9 : 1);
     model->train();
-    auto step = [&] {
-      optimizer->zero_grad();
-      torch::Tensor loss;
-      {
-        const synth::AutocastScope autocast(precision, device.type());
-        for (const auto& [x, y] : groups) {
-          const torch::Tensor part = torch::nn::functional::cross_entropy(
-              model->forward(x), y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-          loss = loss.defined() ? loss + part : part;
-        }
-        loss = loss / crops;
-      }
-      scaler.scale(loss).backward();
-      const bool finite = !scaler.enabled() || scaler.unscale(model->parameters());
-      if (finite) optimizer->step();
-      scaler.update(finite);
-    };
+    // The trainer's own step (train/train_step.hpp), on one rank.
+    synth::TrainStep train_step(model, *optimizer, scaler, nullptr, device, precision, oc.label_smoothing, channels_last);
+    auto step = [&] { train_step(groups, crops, oc.lr); };
     for (int i = 0; i < o.warmup; ++i) step();
     sync(device);
     const auto t0 = std::chrono::steady_clock::now();

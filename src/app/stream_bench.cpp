@@ -14,13 +14,15 @@
 #include "app/cli.hpp"
 #include "augment/train_augment.hpp"
 #include "config/load.hpp"
+#include "data/batch_stream.hpp"
 #include "distributed/env.hpp"
-#include "sources/devices.hpp"
-#include "sources/generator.hpp"
+#include "generate/devices.hpp"
+#include "generate/generator.hpp"
 #include "run/progress.hpp"
-#include "sources/producer.hpp"
+#include "train/amp.hpp"
 #include "train/optimizer.hpp"
 #include "train/resnet.hpp"
+#include "train/train_step.hpp"
 #include "train/trainer.hpp"
 
 namespace {
@@ -49,6 +51,124 @@ struct Stage {
   int64_t images = 0;
 };
 
+// A batch of produced images kept for the augmentation and training stages.
+struct Kept {
+  std::vector<std::vector<uint8_t>> pixels;
+  std::vector<synth::SlotMeta> meta;
+};
+
+// 1. Producers -> ring over [first, end); keeps up to `keep` images. Returns the seconds taken.
+double produce(const synth::Config& cfg, const synth::ImageSource& source, uint64_t first, uint64_t end, size_t keep,
+               Kept* kept) {
+  const size_t slot_bytes = size_t(cfg.ring.max_height) * size_t(cfg.ring.max_width) * 3;
+  synth::Ring ring(size_t(cfg.ring.slots), slot_bytes);
+  auto producer = source.make_producer(ring, synth::IndexSequence::range(first, end));
+  const Clock::time_point t0 = Clock::now();
+  producer->start();
+  while (auto slot = ring.acquire_ready()) {
+    if (kept && kept->pixels.size() < keep) {
+      const synth::SlotMeta& m = ring.meta(*slot);
+      kept->pixels.emplace_back(ring.data(*slot), ring.data(*slot) + size_t(m.height) * m.width * m.channels);
+      kept->meta.push_back(m);
+    }
+    ring.release(*slot);
+  }
+  producer->join();
+  return since(t0);
+}
+
+// 2. and 3. The trainer's augmentation of one training batch (the kept images, repeated to fill
+// it) and the trainer's own step (train/train_step.hpp) on its crops, on the training device.
+std::vector<Stage> augment_and_train(const synth::Config& cfg, const Kept& kept, long long steps) {
+  std::vector<synth::ImageView> views;
+  std::vector<int64_t> labels;
+  const int64_t batch = cfg.train.batch_size;
+  for (int64_t i = 0; i < batch; ++i) {
+    const size_t k = size_t(i) % kept.pixels.size();
+    const synth::SlotMeta& m = kept.meta[k];
+    views.push_back(synth::ImageView{kept.pixels[k].data(), m.height, m.width, m.channels, uint64_t(i)});
+    labels.push_back(m.label);
+  }
+  const torch::Device device = synth::train_device(cfg, synth::dist_env_from_process().local_rank);
+  const torch::Dtype crop_dtype = synth::gpu_crop_dtype(cfg.train.precision);
+  const auto sync = [&] {
+    if (device.is_cuda()) torch::cuda::synchronize();
+  };
+  const auto augment = [&] {
+    auto g = synth::augment_batch(cfg, cfg.run.seed, views, labels, device, crop_dtype);
+    sync();
+    return g;
+  };
+  std::vector<Stage> stages;
+  std::vector<synth::CropGroup> groups = augment();
+  Clock::time_point t0 = Clock::now();
+  for (long long s = 0; s < steps; ++s) groups = augment();
+  double sec = since(t0);
+  stages.push_back({"augment", double(steps * batch) / sec, sec, steps * batch});
+
+  synth::ResNet model(synth::ResNetSpec{cfg.model.arch, cfg.model.width, cfg.model.num_classes});
+  model->to(device);
+  const bool channels_last = device.is_cuda();
+  if (channels_last) synth::to_channels_last(model);
+  auto sgd = synth::make_sgd(*model, cfg.optim);
+  const synth::Precision precision = synth::parse_precision(cfg.train.precision);
+  synth::LossScaler scaler(precision == synth::Precision::kFp16);
+  synth::TrainStep step(model, *sgd, scaler, nullptr, device, precision, cfg.optim.label_smoothing, channels_last);
+  int64_t crops = 0;
+  for (const synth::CropGroup& g : groups) crops += g.images.size(0);
+  const double lr = cfg.optim.lr * double(batch) / 256.0;
+  step(groups, double(crops), lr);
+  sync();
+  t0 = Clock::now();
+  for (long long s = 0; s < steps; ++s) step(groups, double(crops), lr);
+  sync();
+  sec = since(t0);
+  stages.push_back({"train", double(steps * batch) / sec, sec, steps * batch});
+  return stages;
+}
+
+// The stream: stages on separate devices run concurrently (rate = slowest stage); sharing one
+// device they take turns (rate = 1 / sum of per-image times).
+void report(const synth::Config& cfg, const synth::ImageSource& source, const std::vector<Stage>& stages, bool json) {
+  const bool synthetic = cfg.data.source == "synthetic";
+  double slowest = stages[0].images_per_s, per_image = 0;
+  for (const Stage& s : stages) {
+    slowest = std::min(slowest, s.images_per_s);
+    per_image += 1.0 / s.images_per_s;
+  }
+  const double shared = 1.0 / per_image;
+  const double trainer = stages.size() > 2 ? stages[2].images_per_s : 0;
+  const double balance = trainer > 0 ? trainer / stages[0].images_per_s : 0;  // producers per trainer
+  const double total = double(cfg.train.total_images);
+  if (json) {
+    nlohmann::json j = {{"config", cfg.source_file},
+                        {"source", source.name},
+                        {"stream_images_per_s_pipelined", slowest},
+                        {"stream_images_per_s_shared_device", shared},
+                        {"producers_per_trainer", balance},
+                        {"run_images", cfg.train.total_images},
+                        {"run_seconds_shared_device", total / shared}};
+    for (const Stage& s : stages)
+      j["stages"].push_back({{"stage", s.name}, {"images_per_s", s.images_per_s}, {"seconds", s.seconds}, {"images", s.images}});
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  std::printf("stream-bench %s: %s\n", cfg.source_file.c_str(), source.name.c_str());
+  std::printf("%-10s %12s %10s %10s\n", "stage", "images/s", "images", "seconds");
+  for (const Stage& s : stages)
+    std::printf("%-10s %12.2f %10lld %10.2f\n", s.name.c_str(), s.images_per_s, (long long)s.images, s.seconds);
+  std::printf("stream: %.2f images/s with every stage on its own device, %.2f images/s on one shared device\n", slowest,
+              shared);
+  if (balance > 0)
+    std::printf("balance: %.3g %s devices per trainer device keep the trainer busy\n", balance,
+                synthetic ? "generator" : "decoder");
+  std::printf("run: %s images take %s on one shared device like this one (%s device-hours with %.3g producer devices "
+              "per trainer)\n",
+              synth::format_count(uint64_t(total)).c_str(), synth::format_duration(total / shared).c_str(),
+              synth::format_si(balance > 0 ? total / trainer * (1 + balance) / 3600.0 : total / slowest / 3600.0).c_str(),
+              balance);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -71,126 +191,18 @@ int main(int argc, char** argv) {
     if (steps < 1) throw synth::InputError("--steps must be >= 1");
     const uint64_t n = uint64_t(images_arg);
 
-    std::unique_ptr<synth::Dataset> data;
-    synth::ImageSource source;
-    if (synthetic) {
-      source = synth::synthetic_image_source(cfg);
-    } else {
-      data = synth::open_train_dataset(cfg);
-      source = synth::real_image_source(cfg, *data);
-    }
-    std::vector<Stage> stages;
-
-    // 1. Producers -> ring. A warm-up range (one generator batch) first, outside the timing, so
-    // one-time costs (prompt embeddings, allocator growth) do not count.
-    const size_t slot_bytes = size_t(cfg.ring.max_height) * size_t(cfg.ring.max_width) * 3;
-    std::vector<std::vector<uint8_t>> kept;  // a training batch of produced images for stage 2
-    std::vector<synth::SlotMeta> kept_meta;
-    auto produce = [&](uint64_t first, uint64_t end, bool keep) {
-      synth::Ring ring(size_t(cfg.ring.slots), slot_bytes);
-      auto producer = source.make_producer(ring, synth::IndexSequence::range(first, end));
-      const Clock::time_point t0 = Clock::now();
-      producer->start();
-      while (auto slot = ring.acquire_ready()) {
-        if (keep && int64_t(kept.size()) < cfg.train.batch_size) {
-          const synth::SlotMeta& m = ring.meta(*slot);
-          kept.emplace_back(ring.data(*slot), ring.data(*slot) + size_t(m.height) * m.width * m.channels);
-          kept_meta.push_back(m);
-        }
-        ring.release(*slot);
-      }
-      producer->join();
-      return since(t0);
-    };
+    const synth::TrainingSource opened = synth::open_training_source(cfg);
+    const synth::ImageSource& source = opened.source;
+    // A warm-up range (one generator batch) first, outside the timing, so one-time costs (prompt
+    // embeddings, allocator growth) do not count.
     const uint64_t warm = synthetic ? uint64_t(cfg.generator.batch_size) : uint64_t(cfg.train.batch_size);
-    produce(1ull << 40, (1ull << 40) + warm, false);
-    const double produce_s = produce(0, n, true);
-    stages.push_back({synthetic ? "generate" : "decode", double(n) / produce_s, produce_s, int64_t(n)});
-
-    if (!args.has("generator-only")) {
-      // 2. Augmentation of one training batch (the images kept above, repeated to fill it).
-      std::vector<synth::ImageView> views;
-      std::vector<int64_t> labels;
-      for (int64_t i = 0; i < cfg.train.batch_size; ++i) {
-        const size_t k = size_t(i) % kept.size();
-        const synth::SlotMeta& m = kept_meta[k];
-        views.push_back(synth::ImageView{kept[k].data(), m.height, m.width, m.channels, uint64_t(i)});
-        labels.push_back(m.label);
-      }
-      // On the training device, as the trainer augments (DINO on a GPU: the fused kernels).
-      const torch::Device device = synth::train_device(cfg, synth::dist_env_from_process().local_rank);
-      const auto augment = [&] {
-        auto g = synth::augment_batch(cfg, cfg.run.seed, views, labels, device);
-        if (device.is_cuda()) torch::cuda::synchronize();
-        return g;
-      };
-      std::vector<synth::CropGroup> groups = augment();
-      Clock::time_point t0 = Clock::now();
-      for (long long s = 0; s < steps; ++s) groups = augment();
-      double sec = since(t0);
-      stages.push_back({"augment", double(steps * cfg.train.batch_size) / sec, sec, steps * cfg.train.batch_size});
-
-      // 3. Training steps (forward, backward, SGD) on that batch.
-      synth::ResNet model(synth::ResNetSpec{cfg.model.arch, cfg.model.width, cfg.model.num_classes});
-      model->to(device);
-      auto sgd = synth::make_sgd(*model, cfg.optim);
-      for (synth::CropGroup& g : groups) {
-        g.images = g.images.to(device);
-        g.labels = g.labels.to(device);
-      }
-      auto step = [&] {
-        sgd->zero_grad();
-        for (const synth::CropGroup& g : groups)
-          torch::nn::functional::cross_entropy(model->forward(g.images), g.labels).backward();
-        sgd->step();
-        if (device.is_cuda()) torch::cuda::synchronize();
-      };
-      step();
-      t0 = Clock::now();
-      for (long long s = 0; s < steps; ++s) step();
-      sec = since(t0);
-      stages.push_back({"train", double(steps * cfg.train.batch_size) / sec, sec, steps * cfg.train.batch_size});
-    }
-
-    // The stream: stages on separate devices run concurrently (rate = slowest stage); sharing
-    // one device they take turns (rate = 1 / sum of per-image times).
-    double slowest = stages[0].images_per_s, per_image = 0;
-    for (const Stage& s : stages) {
-      slowest = std::min(slowest, s.images_per_s);
-      per_image += 1.0 / s.images_per_s;
-    }
-    const double shared = 1.0 / per_image;
-    const double trainer = stages.size() > 2 ? stages[2].images_per_s : 0;
-    const double balance = trainer > 0 ? trainer / stages[0].images_per_s : 0;  // producers per trainer
-    const double total = double(cfg.train.total_images);
-
-    if (args.has("json")) {
-      nlohmann::json j = {{"config", cfg.source_file},
-                          {"source", source.name},
-                          {"stream_images_per_s_pipelined", slowest},
-                          {"stream_images_per_s_shared_device", shared},
-                          {"producers_per_trainer", balance},
-                          {"run_images", cfg.train.total_images},
-                          {"run_seconds_shared_device", total / shared}};
-      for (const Stage& s : stages)
-        j["stages"].push_back({{"stage", s.name}, {"images_per_s", s.images_per_s}, {"seconds", s.seconds}, {"images", s.images}});
-      std::printf("%s\n", j.dump().c_str());
-      return 0;
-    }
-    std::printf("stream-bench %s: %s\n", cfg.source_file.c_str(), source.name.c_str());
-    std::printf("%-10s %12s %10s %10s\n", "stage", "images/s", "images", "seconds");
-    for (const Stage& s : stages)
-      std::printf("%-10s %12.2f %10lld %10.2f\n", s.name.c_str(), s.images_per_s, (long long)s.images, s.seconds);
-    std::printf("stream: %.2f images/s with every stage on its own device, %.2f images/s on one shared device\n", slowest,
-                shared);
-    if (balance > 0)
-      std::printf("balance: %.3g %s devices per trainer device keep the trainer busy\n", balance,
-                  synthetic ? "generator" : "decoder");
-    std::printf("run: %s images take %s on one shared device like this one (%s device-hours with %.3g producer devices "
-                "per trainer)\n",
-                synth::format_count(uint64_t(total)).c_str(), synth::format_duration(total / shared).c_str(),
-                synth::format_si(balance > 0 ? total / trainer * (1 + balance) / 3600.0 : total / slowest / 3600.0).c_str(),
-                balance);
+    produce(cfg, source, 1ull << 40, (1ull << 40) + warm, 0, nullptr);
+    Kept kept;
+    const double produce_s = produce(cfg, source, 0, n, size_t(cfg.train.batch_size), &kept);
+    std::vector<Stage> stages = {{synthetic ? "generate" : "decode", double(n) / produce_s, produce_s, int64_t(n)}};
+    if (!args.has("generator-only"))
+      for (const Stage& s : augment_and_train(cfg, kept, steps)) stages.push_back(s);
+    report(cfg, source, stages, args.has("json"));
     return 0;
   });
 }

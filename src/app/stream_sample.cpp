@@ -42,10 +42,7 @@ void list_prompts(const synth::cli::Args& args) {
   if (n < 0 || start < 0) throw synth::InputError("--list-prompts and --start must be >= 0");
   // The prompt stream alone: it opens its own files (prompts.*) and names any it cannot read.
   const synth::Config cfg = synth::load_config(args.get("config"), args.all("set"), synth::kNoInputs);
-  synth::PromptStreamConfig stream_cfg;
-  static_cast<synth::PromptsConfig&>(stream_cfg) = cfg.prompts;
-  stream_cfg.seed = cfg.run.seed;
-  const auto stream = synth::PromptStream::from_config(stream_cfg);
+  const auto stream = synth::PromptStream::of_run(cfg);
   std::fputs(synth::format_prompt_listing(stream, uint64_t(start), uint64_t(n)).c_str(), stdout);
 }
 
@@ -83,7 +80,7 @@ Request from_flags(const synth::cli::Args& args) {
 
 // --config CFG --index I [--count N]: images I..I+N-1 exactly as the run made them. Every setting
 // comes from [generator]; the run's generator made image i in the batch of generator.batch_size
-// consecutive indices starting at a multiple of it (sources/generator.hpp), and a batch's pixels
+// consecutive indices starting at a multiple of it (generate/generator.hpp), and a batch's pixels
 // depend on its size through float reassociation, so the whole batch is re-made and images I..
 // kept. (Exact for runs whose generator claims start at multiples of the batch: one generator
 // rank, fresh or resumed at a checkpoint; otherwise equal up to a few 8-bit levels.)
@@ -125,16 +122,13 @@ Request from_run(const synth::cli::Args& args) {
   r.options.height = args.get_int("height", g.height);
   r.seed = cfg.run.seed;
   r.batch = g.batch_size;
-  synth::PromptStreamConfig stream_cfg;
-  static_cast<synth::PromptsConfig&>(stream_cfg) = cfg.prompts;
-  stream_cfg.seed = cfg.run.seed;
-  const auto stream = synth::PromptStream::from_config(stream_cfg);
+  const auto stream = synth::PromptStream::of_run(cfg);
   const uint64_t B = uint64_t(g.batch_size), lo = uint64_t(first) / B * B;
   uint64_t hi = (uint64_t(first + count) + B - 1) / B * B;
   if (cfg.train.total_images > 0) hi = std::max<uint64_t>(std::min<uint64_t>(hi, uint64_t(cfg.train.total_images)), first + count);
   const uint64_t unique = uint64_t(g.unique_images);
   for (uint64_t i = lo; i < hi; ++i) {
-    const uint64_t content = unique ? i % unique : i;  // a fixed dataset repeated (sources/generator.hpp)
+    const uint64_t content = unique ? i % unique : i;  // a fixed dataset repeated (generate/generator.hpp)
     r.indices.push_back(i);
     r.noise_keys.push_back(content);
     r.prompts.push_back(stream.at(content).prompt);

@@ -11,10 +11,10 @@
 
 #include "app/cli.hpp"
 #include "config/load.hpp"
+#include "data/dataset.hpp"
 #include "diffusion/model_config.hpp"
 #include "diffusion/sd_train.hpp"
 #include "prompts/prompt_stream.hpp"
-#include "sources/dataset.hpp"
 
 namespace {
 
@@ -73,10 +73,7 @@ int main(int argc, char** argv) {
     if (limit < 0) throw synth::InputError("--limit must be >= 0");
 
     const synth::Config cfg = synth::load_config(args.get("config"), args.all("set"), synth::kNoInputs);
-    synth::PromptStreamConfig stream_cfg;
-    static_cast<synth::PromptsConfig&>(stream_cfg) = cfg.prompts;
-    stream_cfg.seed = cfg.run.seed;
-    const auto prompts = synth::PromptStream::from_config(stream_cfg);
+    const auto prompts = synth::PromptStream::of_run(cfg);
     if (prompts.classes().size() != 10)
       throw synth::InputError(args.get("config") + ": prompts.class_file must list Fashion-MNIST's 10 classes in label order");
     const auto vae = synth::load_model_dir(o.model_dir).vae;

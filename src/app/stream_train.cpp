@@ -15,16 +15,16 @@
 #include "app/cli.hpp"
 #include "config/load.hpp"
 #include "core/device.hpp"
+#include "data/batch_stream.hpp"
 #include "distributed/env.hpp"
 #include "distributed/job.hpp"
-#include "sources/generator.hpp"
 #include "eval/evaluator.hpp"
+#include "generate/generator.hpp"
+#include "generate/remote.hpp"
 #include "run/metrics.hpp"
 #include "run/progress.hpp"
 #include "run/report.hpp"
 #include "run/run_dir.hpp"
-#include "sources/producer.hpp"
-#include "sources/remote.hpp"
 #include "train/trainer.hpp"
 
 namespace {
@@ -134,15 +134,9 @@ int main(int argc, char** argv) {
     const bool generator_rank = dedicated && env.rank >= cfg.dist.trainer_ranks;
     // Open the data (and load the generator's weights) before the run directory, so unusable
     // input leaves nothing behind.
-    std::unique_ptr<synth::Dataset> data;
-    synth::ImageSource source;
-    if (cfg.data.source == "synthetic") {
-      // Trainers fed by generator ranks load no Stable Diffusion weights.
-      source = synth::synthetic_image_source(cfg, !dedicated || generator_rank);
-    } else {
-      data = synth::open_train_dataset(cfg);
-      source = synth::real_image_source(cfg, *data);
-    }
+    // Trainers fed by generator ranks load no Stable Diffusion weights.
+    const synth::TrainingSource training = synth::open_training_source(cfg, !dedicated || generator_rank);
+    const synth::ImageSource& source = training.source;
     const auto timeout = std::chrono::milliseconds(int64_t(cfg.dist.timeout_s * 1000));
     const std::unique_ptr<synth::Job> job =
         synth::Job::join(env, synth::collective_backend(cfg.dist.backend, synth::is_cuda_spec(cfg.train.device)), cfg.dist.trainer_ranks, timeout);

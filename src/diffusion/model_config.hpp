@@ -1,6 +1,6 @@
 // Typed configurations of a Stable-Diffusion v1.x model directory in the diffusers layout
 // (model_index.json, text_encoder/, unet/, vae/, scheduler/, tokenizer/). Every architecture size
-// comes from these files, never from constants, so the toy model in tests/data/tiny-sd and the real
+// comes from these files, never from constants, so the toy model in tests/fixtures/tiny-sd and the real
 // SD v1.4/v1.5 weights go through the same code. Missing file or required key, or a value of the
 // wrong type -> InputError naming the file and the key. Keys a config may omit take the diffusers
 // defaults (the original SD v1.4 configs omit e.g. scaling_factor and mid_block_type).
@@ -76,11 +76,11 @@ struct VaeConfig {
 };
 
 // scheduler/scheduler_config.json: the union of the keys of the schedulers synthstream implements
-// (PNDM, DDIM, DPM-Solver++ multistep, Euler discrete). Missing keys take the default of the file's
-// own _class_name in diffusers (set_alpha_to_one: PNDM false, DDIM true; clip_sample: DDIM true;
-// timestep_spacing: leading for PNDM/DDIM, linspace for DPM-Solver/Euler). `present` lists the keys
-// the file really had, for a sampler that builds another scheduler class from this config
-// (diffusers' from_config: keys absent from the file take the NEW class's defaults).
+// (PNDM, DDIM, DPM-Solver++ multistep, Euler discrete). Missing keys read here take the default of
+// the file's own _class_name in diffusers (set_alpha_to_one: PNDM false, DDIM true; clip_sample:
+// DDIM true; timestep_spacing: leading for PNDM/DDIM, linspace for DPM-Solver/Euler). `present`
+// lists the keys the file really had: make_scheduler builds any scheduler class from this config
+// as diffusers' from_config does, where the keys a file lacks take the NEW class's defaults.
 struct SchedulerConfig {
   std::string class_name;
   int64_t num_train_timesteps = 1000;

@@ -59,7 +59,7 @@ class StableDiffusion {
   // Runs the guided sampler from `noise` (unit-variance latents; multiplied by the scheduler's
   // init_noise_sigma here, as the diffusers pipeline does) for one prompt per image. On a GPU it
   // runs on the calling thread's current stream of the model's device and waits for that stream
-  // only (a generator thread sets its own: sources/generator.cpp).
+  // only (a generator thread sets its own: generate/generator.cpp).
   SampleOutput sample(const std::vector<std::string>& prompts, const torch::Tensor& noise, const SamplerOptions& options);
 
   const SdModelDir& model() const { return model_; }

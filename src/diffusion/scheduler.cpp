@@ -18,6 +18,15 @@ bool uses_default(const SchedulerConfig& c, const std::string& key) {
   return false;
 }
 
+// diffusers' from_config, key by key: a value the file states (and does not list in
+// _use_default_values) carries into whichever scheduler class reads it; a key the file lacks takes
+// that class's own default. So SD v1.4's PNDM file (no timestep_spacing) gives DPM++/Euler their
+// linspace grids, while a file that states "leading" gives every scheduler leading grids.
+template <class T>
+T from_config(const SchedulerConfig& c, const std::string& key, const T& file_value, const T& class_default) {
+  return uses_default(c, key) ? class_default : file_value;
+}
+
 // betas -> alphas_cumprod in float32 through LibTorch, so the values are bit-identical to diffusers'.
 std::vector<float> alphas_cumprod_of(const SchedulerConfig& c, const std::string& who) {
   const int64_t T = c.num_train_timesteps;
@@ -151,7 +160,9 @@ class Pndm final : public Scheduler {
 // DDIM (Song et al. 2021, eq. 12) with eta = 0: deterministic.
 class Ddim final : public Scheduler {
  public:
-  explicit Ddim(const SchedulerConfig& c) : Scheduler("ddim", c, "leading"), clip_(c.clip_sample), clip_range_(c.clip_sample_range) {
+  // clip_sample defaults to true in DDIMScheduler: x0 is clamped to [-1, 1] unless the file says otherwise.
+  explicit Ddim(const SchedulerConfig& c)
+      : Scheduler("ddim", c, "leading"), clip_(from_config(c, "clip_sample", c.clip_sample, true)), clip_range_(c.clip_sample_range) {
     if (c.thresholding) throw InputError("scheduler: DDIM dynamic thresholding is not supported");
   }
   void set_timesteps(int64_t n) override {
@@ -315,24 +326,11 @@ class DpmSolverPP2M final : public Scheduler {
 
 }  // namespace
 
-const char* diffusers_class(const std::string& name) {
-  if (name == "pndm") return "PNDMScheduler";
-  if (name == "ddim") return "DDIMScheduler";
-  if (name == "dpmpp2m") return "DPMSolverMultistepScheduler";
-  return "EulerDiscreteScheduler";
-}
-
-// The file's timestep_spacing was chosen for the scheduler class it names; another scheduler built
-// from it keeps its own default spacing, which is what the diffusers reference runs show
-// (tests/data/tiny-sd: Euler and DPM++ from a PNDM "leading" config step on "linspace" grids).
-std::string spacing_for(const std::string& name, const SchedulerConfig& c, const std::string& default_spacing) {
-  if (c.class_name != diffusers_class(name) || uses_default(c, "timestep_spacing")) return default_spacing;
-  return c.timestep_spacing;
-}
-
 Scheduler::Scheduler(std::string name, const SchedulerConfig& c, const std::string& default_spacing)
     : name_(std::move(name)), train_steps_(c.num_train_timesteps), steps_offset_(c.steps_offset),
-      set_alpha_to_one_(c.set_alpha_to_one), spacing_(spacing_for(name_, c, default_spacing)) {
+      // set_alpha_to_one defaults to true in DDIMScheduler only (PNDM: false; DPM++/Euler lack it).
+      set_alpha_to_one_(from_config(c, "set_alpha_to_one", c.set_alpha_to_one, name_ == "ddim")),
+      spacing_(from_config(c, "timestep_spacing", c.timestep_spacing, default_spacing)) {
   const std::string who = "scheduler " + name_;
   if (train_steps_ < 2) throw InputError(who + ": num_train_timesteps must be >= 2");
   if (c.prediction_type != "epsilon")

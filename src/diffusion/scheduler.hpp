@@ -43,8 +43,10 @@ class Scheduler {
 };
 
 // name: pndm | ddim | dpmpp2m | euler. `config` is the model's scheduler_config.json; as
-// diffusers' from_config does, keys the file left at their defaults (its `_use_default_values`)
-// take the chosen scheduler's own defaults (e.g. timestep_spacing: linspace for Euler/DPM++).
+// diffusers' from_config does, the keys the file states carry over (e.g. timestep_spacing "leading"
+// gives DPM++ leading grids too), and the keys it lacks or lists in `_use_default_values` take the
+// chosen scheduler's own defaults (timestep_spacing: linspace for Euler/DPM++; DDIM: clip_sample
+// and set_alpha_to_one true).
 std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const SchedulerConfig& config);
 
 }  // namespace synth

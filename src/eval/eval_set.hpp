@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "sources/dataset.hpp"
+#include "data/dataset.hpp"
 
 namespace synth {
 

@@ -26,8 +26,8 @@
 #include <torch/torch.h>
 
 #include "config/config.hpp"
+#include "eval/eval_result.hpp"
 #include "eval/eval_set.hpp"
-#include "train/trainer.hpp"
 
 namespace synth {
 

@@ -131,6 +131,13 @@ PromptStream::PromptStream(uint64_t seed, std::vector<ClassInfo> classes, std::v
   }
 }
 
+PromptStream PromptStream::of_run(const Config& cfg) {
+  PromptStreamConfig pc;
+  static_cast<PromptsConfig&>(pc) = cfg.prompts;
+  pc.seed = cfg.run.seed;
+  return from_config(pc);
+}
+
 PromptStream PromptStream::from_config(const PromptStreamConfig& config) {
   auto classes = load_class_file(config.class_file);
   std::vector<PromptTemplate> templates;

@@ -55,6 +55,9 @@ class PromptStream {
                std::vector<double> class_weights = {});
   // Reads the class, scene and weight files the config names.
   static PromptStream from_config(const PromptStreamConfig& config);
+  // The prompt stream of a run: its [prompts] with run.seed (what the generator, stream-sample and
+  // stream-sd-train all use).
+  static PromptStream of_run(const Config& cfg);
 
   PromptEntry at(uint64_t index) const;
   // Entries begin, begin+1, ..., end-1 (same as calling at() for each, but one permutation per block).

@@ -1,5 +1,5 @@
-// What fills the ring: real-image decoders (sources/) and Stable Diffusion generators
-// (sources/generator.hpp) behind one interface, so the trainer is the same for both.
+// What fills the ring: real-image decoders (data/) and Stable Diffusion generators
+// (generate/generator.hpp) behind one interface, so the trainer is the same for both.
 //
 // Contract for implementations (the OrderedBatcher's deadlock-freedom argument relies on it):
 // acquire a free slot BEFORE claiming the stream index it will hold; claim the positions of its

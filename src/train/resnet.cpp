@@ -139,4 +139,10 @@ torch::Tensor ResNetImpl::forward(torch::Tensor x) {
   return fc(x);
 }
 
+void to_channels_last(ResNet& model) {
+  torch::NoGradGuard no_grad;
+  for (torch::Tensor p : model->parameters())
+    if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+}
+
 }  // namespace synth

@@ -1,6 +1,6 @@
 // The training loop: pops ordered batches from the ring, augments, steps, evaluates, checkpoints.
-// The app wires the run directory (log, metrics) and the evaluator in through TrainHooks, so this
-// stage does not depend on eval.
+// The app wires the run directory (log, metrics) and the evaluator in through TrainHooks; the
+// trainer knows evaluation only by its interface (eval/eval_result.hpp: a Classifier in, EvalResults out).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -12,27 +12,10 @@
 
 #include "config/config.hpp"
 #include "distributed/job.hpp"
+#include "eval/eval_result.hpp"
 #include "stream/producer.hpp"
 
 namespace synth {
-
-struct EvalResult {
-  std::string set;      // e.g. "fmnist-test", "in100-val"
-  int64_t images = 0;   // images scored
-  int64_t top1_hits = 0, top5_hits = 0;
-  double top1 = 0, top5 = 0;  // the hits as fractions of images, in [0, 1]
-  int64_t skipped = 0;        // images left out: unreadable (eval.on_corrupt = "skip") or of unknown classes
-
-  // top1/top5 from the counts (0 for no image), after the counts of several shards were summed.
-  void set_fractions() {
-    top1 = images > 0 ? double(top1_hits) / double(images) : 0.0;
-    top5 = images > 0 ? double(top5_hits) / double(images) : 0.0;
-  }
-};
-
-// Maps a batch of normalized images (N x 3 x H x W, float) to logits (N x classes); the evaluator
-// only ever sees this, never the model type.
-using Classifier = std::function<torch::Tensor(const torch::Tensor&)>;
 
 struct TrainHooks {
   std::function<void(const std::string&)> log;        // one human-readable line (console + log.txt)

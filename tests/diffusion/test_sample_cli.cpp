@@ -1,12 +1,12 @@
 // stream-sample as a user runs it: --init-latents / --out-latents reproduce the diffusers run
-// (tests/data/tiny-sd run.dpmpp2m.*) through the command line; bad model dirs exit 2 with one line.
+// (tests/fixtures/tiny-sd run.dpmpp2m.*) through the command line; bad model dirs exit 2 with one line.
 #include <doctest/doctest.h>
 
 #include <filesystem>
 #include <string>
 
-#include "support/child_process.hpp"
 #include "io/safetensors.hpp"
+#include "support/child_process.hpp"
 
 #ifdef STREAM_SAMPLE_EXE
 namespace {

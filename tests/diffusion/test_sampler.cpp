@@ -1,4 +1,4 @@
-// Full guided sampling runs against diffusers (tests/data/tiny-sd run.<sched>.*): prompts 0 and 1,
+// Full guided sampling runs against diffusers (tests/fixtures/tiny-sd run.<sched>.*): prompts 0 and 1,
 // 10 steps, guidance 7.5, given initial latents; final latents and decoded images within 1e-3
 // relative L2 for all four schedulers. Plus: per-image noise is a function of the image index only.
 #include <doctest/doctest.h>

@@ -1,4 +1,4 @@
-// U-Net parity with diffusers: unet.out of tests/data/tiny-sd/vectors.safetensors from unet.sample,
+// U-Net parity with diffusers: unet.out of tests/fixtures/tiny-sd/vectors.safetensors from unet.sample,
 // unet.timestep (981, 500, 1) and text.last_hidden_state; relative L2 below 1e-4 (README there).
 #include <doctest/doctest.h>
 
@@ -6,8 +6,8 @@
 
 #include "core/error.hpp"
 #include "diffusion/unet.hpp"
-#include "io/safetensors.hpp"
 #include "diffusion/weights.hpp"
+#include "io/safetensors.hpp"
 
 namespace {
 const std::string kSd = SYNTH_TEST_DATA "/tiny-sd";

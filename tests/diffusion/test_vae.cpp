@@ -1,5 +1,5 @@
 // VAE decoder parity with diffusers' AutoencoderKL.decode on the tiny-sd reference vectors
-// (tests/data/tiny-sd/README.md: relative L2 < 1e-4).
+// (tests/fixtures/tiny-sd/README.md: relative L2 < 1e-4).
 #include <doctest/doctest.h>
 
 #include <torch/torch.h>
@@ -8,8 +8,8 @@
 #include "diffusion/blocks.hpp"
 #include "diffusion/model_config.hpp"
 #include "diffusion/vae.hpp"
-#include "io/safetensors.hpp"
 #include "diffusion/weights.hpp"
+#include "io/safetensors.hpp"
 
 namespace {
 const std::string kSd = std::string(SYNTH_TEST_DATA) + "/tiny-sd";
@@ -59,7 +59,8 @@ TEST_CASE("whole model directory loads through one code path") {
   CHECK(m.scheduler.steps_offset == 1);
   CHECK(m.scheduler.timestep_spacing == "leading");
   CHECK(m.scheduler.present.count("skip_prk_steps") == 1);
-  CHECK(m.scheduler.present.count("clip_sample") == 0);
+  CHECK(m.scheduler.present.count("clip_sample") == 1);
+  CHECK(m.scheduler.present.count("timestep_spacing") == 0);
 }
 
 // The time-embedding path is not exercised by the VAE (the U-Net parity test covers it end to

@@ -1,5 +1,5 @@
 // Strict weight loading and config validation: every defect is an InputError that names the file
-// and the offending tensor or key. Bad inputs are derived from tests/data/tiny-sd in a temp dir.
+// and the offending tensor or key. Bad inputs are derived from tests/fixtures/tiny-sd in a temp dir.
 #include <doctest/doctest.h>
 #include <unistd.h>
 

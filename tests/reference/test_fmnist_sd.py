@@ -32,16 +32,7 @@ def pipeline():
     return pipe, pipe.scheduler.config
 
 
-# Known gap (2026-12-02): on this trained model DDIM, DPM++ 2M and Euler differ from the pipeline
-# (final latents relative L2 1.6, 0.105, 0.116) although they agree on the random models of the
-# sweep and of test_sd_full; PNDM agrees to 4e-6. Suspected: how the config's keys (this file has
-# timestep_spacing and steps_offset explicit, no clip_sample) carry into another scheduler class in
-# diffusers 0.42 (clip_sample changes DDIM only where x0 leaves [-1, 1], which a trained model's
-# latents do). Strict xfail until found.
-GAP = pytest.mark.xfail(strict=True, reason="scheduler config carry-over differs from diffusers on this model")
-
-
-@pytest.mark.parametrize("scheduler", [s if s == "pndm" else pytest.param(s, marks=GAP) for s in SCHEDULERS])
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_stream_sample_matches_pipeline(pipeline, scheduler, tmp_path):
     import diffusers
     pipeline, base = pipeline

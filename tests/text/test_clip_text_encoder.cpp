@@ -1,5 +1,5 @@
 // CLIP text encoder parity with transformers' CLIPTextModel on the tiny-sd reference vectors
-// (tests/data/tiny-sd/README.md: relative L2 < 1e-4).
+// (tests/fixtures/tiny-sd/README.md: relative L2 < 1e-4).
 #include <doctest/doctest.h>
 
 #include "support/tensors.hpp"
@@ -7,9 +7,9 @@
 #include <torch/torch.h>
 
 #include "core/error.hpp"
+#include "diffusion/weights.hpp"
 #include "io/safetensors.hpp"
 #include "text/clip_text_encoder.hpp"
-#include "diffusion/weights.hpp"
 
 namespace {
 const std::string kSd = std::string(SYNTH_TEST_DATA) + "/tiny-sd";

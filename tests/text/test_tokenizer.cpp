@@ -1,5 +1,5 @@
 // CLIP BPE tokenizer: exact parity with the reference ids (HF CLIPTokenizer as SD v1 uses it) for
-// the ten prompts of tests/data/tiny-sd/vectors.json, plus the pieces that make it up.
+// the ten prompts of tests/fixtures/tiny-sd/vectors.json, plus the pieces that make it up.
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -11,9 +11,9 @@
 
 #include "core/error.hpp"
 #include "io/safetensors.hpp"
-#include "text/tokenizer.hpp"
-#include "support/scratch_dir.hpp"
 #include "support/input_error.hpp"
+#include "support/scratch_dir.hpp"
+#include "text/tokenizer.hpp"
 
 namespace fs = std::filesystem;
 using synth::ClipTokenizer;

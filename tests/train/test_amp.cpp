@@ -4,11 +4,11 @@
 
 #include "config/config.hpp"
 #include "core/error.hpp"
+#include "data/dataset.hpp"
+#include "data/real_source.hpp"
 #include "eval/evaluator.hpp"
 #include "support/scratch_dir.hpp"
 #include "support/tiny_fmnist.hpp"
-#include "sources/dataset.hpp"
-#include "sources/producer.hpp"
 #include "train/amp.hpp"
 #include "train/trainer.hpp"
 

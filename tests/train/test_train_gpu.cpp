@@ -6,10 +6,10 @@
 #include <string>
 
 #include <torch/cuda.h>
+#include "data/dataset.hpp"
+#include "data/real_source.hpp"
 #include "eval/evaluator.hpp"
 #include "support/scratch_dir.hpp"
-#include "sources/dataset.hpp"
-#include "sources/producer.hpp"
 #include "support/tiny_fmnist.hpp"
 #include "train/trainer.hpp"
 

@@ -9,8 +9,8 @@
 
 #include "config/config.hpp"
 #include "core/error.hpp"
+#include "data/real_source.hpp"
 #include "eval/evaluator.hpp"
-#include "sources/producer.hpp"
 #include "stream/ledger.hpp"
 #include "support/scratch_dir.hpp"
 #include "support/tiny_fmnist.hpp"
