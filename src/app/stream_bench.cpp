@@ -116,7 +116,8 @@ std::vector<Stage> augment_and_train(const synth::Config& cfg, const Kept& kept,
   synth::TrainStep step(model, *sgd, scaler, nullptr, device, precision, cfg.optim.label_smoothing, channels_last);
   int64_t crops = 0;
   for (const synth::CropGroup& g : groups) crops += g.images.size(0);
-  const double lr = cfg.optim.lr * double(batch) / 256.0;
+  // The peak rate of the run's schedule (lr scaled by batch / 256), as the trainer computes it.
+  const double lr = synth::LrSchedule::from_config(cfg.optim, batch, 1).peak;
   step(groups, double(crops), lr);
   sync();
   t0 = Clock::now();
