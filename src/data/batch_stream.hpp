@@ -61,7 +61,6 @@ class BatchStream {
   uint64_t position() const { return position_; }  // job-wide images before the next batch
   uint64_t end() const;                             // train.total_images
   const Ledger& ledger() const { return ledger_; }  // this rank's indices so far (resumed ledger included)
-  StreamState state() const { return {position_, ledger_}; }
   const ImageSource& source() const;
 
  private:
