@@ -125,6 +125,10 @@ function(synth_test name)
     synth_use_torch(${name})
   endif()
   add_test(NAME ${name} COMMAND ${name})
+  # Tests run side by side (ctest -j) and spawn processes: OpenMP workers that spin while they wait
+  # (libgomp's default) then steal the cores the others need. Measured on 2 cores, test_app and
+  # test_fmnist_sd side by side: 213 s spinning, 117 s with passive waits.
+  set_property(TEST ${name} APPEND PROPERTY ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE")
   if(T_LABELS)
     set_tests_properties(${name} PROPERTIES LABELS "${T_LABELS}")
   endif()

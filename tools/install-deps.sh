@@ -13,12 +13,15 @@ export DEBIAN_FRONTEND=noninteractive
 # libgloo-dev: headers only. The torch wheel has Gloo compiled in but ships no Gloo headers, which
 # c10d's ProcessGroupGloo.hpp includes; that class holds Gloo objects only through pointers, so
 # declarations from Debian's Gloo are enough (docs/ARCHITECTURE.md, "One LibTorch").
+# clang-14 + libclang-rt-14-dev (libFuzzer, ASan, UBSan) and llvm-14 (llvm-symbolizer): tools/fuzz.sh.
+# iproute2: the network-namespace "hosts" of tests/distributed/test_hosts.py.
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
   build-essential cmake ninja-build ccache pkg-config python3 python3-venv python3-dev \
   libgloo-dev libtomlplusplus-dev libboost-dev libspdlog-dev libfmt-dev doctest-dev \
   nlohmann-json3-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev \
-  dataset-fashion-mnist wordnet-base
+  dataset-fashion-mnist wordnet-base \
+  clang-14 libclang-rt-14-dev llvm-14 iproute2
 
 VENV=${SYNTH_VENV:-.venv}
 if [ ! -x "$VENV/bin/python3" ]; then python3 -m venv "$VENV"; fi

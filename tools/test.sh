@@ -3,12 +3,15 @@
 # that it is one (kernel architectures, libtorch_cuda linked), runs the whole test suite (GPU tests
 # report "skipped: no CUDA device" where there is none) and the Python reference suite, then the
 # ThreadSanitizer build of the
-# torch-free concurrency tests (ring, ledger, batcher). What .ci/run calls.
+# torch-free concurrency tests (ring, ledger, batcher), then the parsers' fuzzers. What .ci/run calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
 BUILD_DIR=${BUILD_DIR:-build}
 if [ -x /usr/local/cuda/bin/nvcc ]; then export PATH=/usr/local/cuda/bin:$PATH; fi
+# Tests run side by side and spawn processes; OpenMP workers spinning while they wait (libgomp's
+# default) would steal the cores the others need (cmake/synth.cmake: 213 s -> 117 s for two tests).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 start=$(date +%s)
 tools/build.sh
 echo "build: $(( $(date +%s) - start )) s"
@@ -36,4 +39,11 @@ cmake -S . -B "$BUILD_DIR-tsan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSAN
 cmake --build "$BUILD_DIR-tsan" -j "$JOBS" --target test_stream test_core
 SYNTH_STRESS_ITEMS=${SYNTH_TSAN_STRESS_ITEMS:-1000000} TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   ctest --test-dir "$BUILD_DIR-tsan" --output-on-failure -R '^test_(stream|core)$'
+
+# Coverage-guided fuzzing of every parser of outside input (libFuzzer + ASan + UBSan, its own clang
+# build in build-fuzz/): replays every seed and every fixed finding, then fuzzes each target for
+# SYNTH_FUZZ_SECONDS (30 s: tools/fuzz.sh says why that is the CI budget).
+fuzz_start=$(date +%s)
+tools/fuzz.sh "${SYNTH_FUZZ_SECONDS:-30}"
+echo "fuzzing: $(( $(date +%s) - fuzz_start )) s"
 echo "all tests done: $(( $(date +%s) - start )) s"

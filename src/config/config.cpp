@@ -5,6 +5,13 @@
 // rejects every key that is not in the list (with the closest valid key as a suggestion), converts
 // and range-checks each value with the file:line:column of the value, applies --set overrides, and
 // finally checks rules that involve several keys and the input paths.
+// TOML++ 3.3.0 (Debian 12) asserts that a table header's key starts with a key character, which
+// malformed input such as "[+a]" or "[[[1]]]" breaks (marzer/tomlplusplus#294, fixed upstream by
+// #301): a debug build aborted on such a typo in a config. Release builds (NDEBUG, gcc) skip the
+// check and report the parse error; this makes every build do that. Found by tests/fuzz.
+#ifndef NDEBUG
+#define TOML_ASSERT(expr) static_cast<void>(0)
+#endif
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -171,6 +178,7 @@ const std::vector<Binding>& bindings() {
       SYNTH_BIND(dist.backend, one_of({"auto", "gloo", "nccl"}), "collectives: auto = nccl for cuda training, else gloo"),
       SYNTH_BIND(dist.trainer_ranks, between(0, 1 << 20), "ranks [0, k) train, the rest only generate (0 = all train)"),
       SYNTH_BIND(dist.timeout_s, above(0, 1e7), "seconds a collective or the rendezvous may wait"),
+      SYNTH_BIND(dist.lost_rank_s, between(2, 1e6), "seconds without a rank's heartbeat before the job stops, exit 3"),
       SYNTH_BIND(dist.bucket_mb, between(1, 1 << 14), "gradient all-reduce bucket size, MiB"),
       SYNTH_BIND(dist.sync_batch_norm, any_value(), "batch-norm statistics over all trainer ranks (false: per rank)"),
   };
@@ -563,12 +571,158 @@ void validate(const Config& c, const Locations& loc, const std::string& file, Co
   }
 }
 
+// TOML++ 3.3.0's is_non_ascii_horizontal_whitespace reaches TOML_UNREACHABLE (undefined
+// behaviour in release builds: __builtin_unreachable) for most code points in U+00A1..U+0499,
+// U+2C8E..U+3087 and U+FB06..U+FEFE (marzer/tomlplusplus#190, #295; fixed upstream by #305). The
+// parser asks it about the character after a value or key, between tokens, and in a multi-line
+// basic string after a backslash and after a line-ending backslash's white space. So before TOML++
+// sees a text: a non-ASCII character outside strings and comments (never valid TOML 1.0, which
+// allows only ASCII there, a leading byte-order mark aside) or right after a backslash in a
+// multi-line basic string (no valid escape) is an error here; the first character after a
+// line-ending backslash, valid TOML, is handed on as the equivalent \uXXXX escape. Found by
+// tests/fuzz (fuzz_config).
+struct TomlGuard {
+  std::string text;   // what toml::parse may read
+  std::string error;  // empty when the text is safe
+  uint64_t line = 0, column = 0;
+};
+
+TomlGuard guard_toml_text(const std::string& in) {
+  enum class State { normal, comment, basic, literal, ml_basic, ml_literal } st = State::normal;
+  TomlGuard g;
+  g.text.reserve(in.size());
+  uint64_t line = 1, column = 1;
+  const auto at = [&](size_t i, const char* s) { return in.compare(i, std::char_traits<char>::length(s), s) == 0; };
+  const auto stop = [&](const std::string& why) {
+    g.error = why;
+    g.line = line;
+    g.column = column;
+    return g;
+  };
+  size_t i = at(0, "\xEF\xBB\xBF") ? 3 : 0;  // a UTF-8 byte-order mark, which TOML++ skips
+  g.text.append(in, 0, i);
+  // Copies n bytes, counting lines and columns (in code points, as TOML++ does).
+  const auto copy = [&](size_t n) {
+    for (size_t k = 0; k < n && i < in.size(); ++k, ++i) {
+      const auto c = static_cast<unsigned char>(in[i]);
+      g.text += char(c);
+      if (c == '\n') line += 1, column = 1;
+      else if ((c & 0xC0) != 0x80) column += 1;
+    }
+  };
+  while (i < in.size()) {
+    const auto c = static_cast<unsigned char>(in[i]);
+    switch (st) {
+      case State::normal:
+        if (c >= 0x80) return stop("non-ASCII character outside a string or comment");
+        if (c == '#') {
+          st = State::comment;
+        } else if (at(i, "\"\"\"")) {
+          st = State::ml_basic;
+          copy(2);
+        } else if (c == '"') {
+          st = State::basic;
+        } else if (at(i, "'''")) {
+          st = State::ml_literal;
+          copy(2);
+        } else if (c == '\'') {
+          st = State::literal;
+        }
+        copy(1);
+        break;
+      case State::comment:
+        if (c == '\n') st = State::normal;
+        copy(1);
+        break;
+      case State::basic:
+      case State::literal: {
+        const bool escape = st == State::basic && c == '\\' && i + 1 < in.size() && in[i + 1] != '\n';
+        if (c == '\n' || (st == State::basic ? c == '"' : c == '\'')) st = State::normal;
+        copy(escape ? 2 : 1);  // \" does not end the string
+        break;
+      }
+      case State::ml_literal:
+      case State::ml_basic: {
+        const char* close = st == State::ml_basic ? "\"\"\"" : "'''";
+        if (at(i, close)) {
+          copy(3);
+          while (i < in.size() && in[i] == close[0]) copy(1);  // """" and """"" end with quotes
+          st = State::normal;
+        } else if (st == State::ml_basic && c == '\\' && i + 1 < in.size()) {
+          const auto n = static_cast<unsigned char>(in[i + 1]);
+          if (n >= 0x80) {
+            copy(1);
+            return stop("invalid escape: a backslash followed by a non-ASCII character");
+          }
+          if (n == ' ' || n == '\t' || n == '\r' || n == '\n') {
+            // A line-ending backslash: white space and newlines up to the next character are
+            // dropped; that character goes to TOML++ as an escape when it is not ASCII.
+            copy(1);
+            while (i < in.size() && (in[i] == ' ' || in[i] == '\t' || in[i] == '\r' || in[i] == '\n')) copy(1);
+            if (i < in.size() && static_cast<unsigned char>(in[i]) >= 0x80) {
+              const auto b0 = static_cast<unsigned char>(in[i]);
+              const size_t len = (b0 & 0xE0) == 0xC0 ? 2 : (b0 & 0xF0) == 0xE0 ? 3 : (b0 & 0xF8) == 0xF0 ? 4 : 0;
+              uint32_t cp = len == 2 ? b0 & 0x1Fu : len == 3 ? b0 & 0x0Fu : b0 & 0x07u;
+              bool ok = len > 0 && i + len <= in.size();
+              for (size_t k = 1; ok && k < len; ++k) {
+                const auto cc = static_cast<unsigned char>(in[i + k]);
+                ok = (cc & 0xC0) == 0x80;
+                cp = (cp << 6) | (cc & 0x3Fu);
+              }
+              if (!ok) return stop("invalid UTF-8 after a line-ending backslash");
+              char esc[16];
+              std::snprintf(esc, sizeof esc, cp > 0xFFFF ? "\\U%08X" : "\\u%04X", unsigned(cp));
+              g.text += esc;  // TOML++ checks the code point (surrogates, range) as for any escape
+              i += len;
+              column += 1;
+            }
+          } else {
+            copy(2);  // an escape pair: \" does not end the string
+          }
+        } else {
+          copy(1);
+        }
+        break;
+      }
+    }
+  }
+  return g;
+}
+
 toml::table parse_text(const std::string& text, const std::string& source_name) {
+  const TomlGuard g = guard_toml_text(text);
+  if (!g.error.empty())
+    fail(source_name + ":" + std::to_string(g.line) + ":" + std::to_string(g.column), "Error while parsing: " + g.error);
   try {
-    return toml::parse(text, source_name);
+    return toml::parse(g.text, source_name);
   } catch (const toml::parse_error& e) {
     fail(where_of(e.source(), source_name), std::string(e.description()));
   }
+}
+
+// Whether s is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), as
+// TOML requires of every string: the bare --set string below bypasses TOML++'s own check.
+bool valid_utf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t len = 0;
+    uint32_t cp = 0, min = 0;
+    if (c < 0x80) len = 1, cp = c;
+    else if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1Fu, min = 0x80;
+    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0Fu, min = 0x800;
+    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07u, min = 0x10000;
+    else return false;
+    if (i + len > s.size()) return false;
+    for (size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3Fu);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
 }
 
 // Parses one "--set key=value" into a leaf; the value is TOML, or a bare string for string keys.
@@ -589,14 +743,21 @@ Leaf parse_override(const std::string& text, std::vector<std::unique_ptr<toml::t
   bool parsed = false;
   std::string parse_message;
   try {
-    *table = toml::parse("v = " + value, label);
-    parsed = table->size() == 1 && table->contains("v");
-    if (!parsed) parse_message = "the value must be a single TOML value";
+    const TomlGuard g = guard_toml_text("v = " + value);
+    if (!g.error.empty()) {
+      parse_message = g.error;
+    } else {
+      *table = toml::parse(g.text, label);
+      parsed = table->size() == 1 && table->contains("v");
+      if (!parsed) parse_message = "the value must be a single TOML value";
+    }
   } catch (const toml::parse_error& e) {
     parse_message = std::string(e.description());
   }
   if (!parsed) {
     if (!is_string) fail(label, key + ": '" + value + "' is not a TOML value (" + parse_message + ")");
+    // Written back by to_toml (the run's config.toml), the value must be a TOML string.
+    if (!valid_utf8(value)) fail(label, key + ": the value is not valid UTF-8 (TOML strings are Unicode text)");
     *table = toml::table{};
     table->insert("v", value);
   }

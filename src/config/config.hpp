@@ -168,6 +168,7 @@ struct DistConfig {
   std::string backend = "auto";      // auto (nccl for cuda training, else gloo) | gloo | nccl
   int trainer_ranks = 0;             // 0 = every rank trains
   double timeout_s = 1800;           // a collective or rendezvous waiting longer fails the run
+  double lost_rank_s = 30;           // a rank silent this long is lost: every rank exits 3 (watchdog.hpp)
   int64_t bucket_mb = 25;            // gradient all-reduce bucket size (PyTorch DDP's default)
   bool sync_batch_norm = true;       // batch statistics over all trainer ranks (the paper's SyncBN)
 };

@@ -1,6 +1,8 @@
 // Errors carry their context (file, key, tensor) in the message; mains print what() on one line
 // and exit non-zero. Every stage throws synth::Error (or a subclass), never aborts.
 #pragma once
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -16,6 +18,14 @@ class InputError : public Error {
  public:
   using Error::Error;
 };
+
+// "<message>: <the C library's reason>" for a failed open or read, called right after it (errno):
+// "Too many open files" (cli.hpp turns it into the open-file limit) or "Permission denied" say more
+// than "cannot open".
+inline std::string with_errno(const std::string& message) {
+  const int e = errno;
+  return e == 0 ? message : message + ": " + std::strerror(e);
+}
 
 // Builds "context: message" strings without dragging <sstream> into every header.
 inline std::string with_context(const std::string& context, const std::string& message) {

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "data/dataset.hpp"
@@ -24,7 +25,7 @@ constexpr uint64_t kMaxIdxBytes = uint64_t(4) << 30;
 class GzFile {
  public:
   explicit GzFile(const std::string& path) : path_(path), f_(gzopen(path.c_str(), "rb")) {
-    if (f_ == nullptr) throw InputError(path + ": cannot open IDX file");
+    if (f_ == nullptr) throw InputError(with_errno(path + ": cannot open IDX file"));
   }
   ~GzFile() {
     if (f_ != nullptr) gzclose(f_);
@@ -35,19 +36,34 @@ class GzFile {
   // Reads exactly n bytes; a short read (truncated file) or a gzip error is an InputError.
   void read_exact(uint8_t* dst, uint64_t n, const char* what) {
     uint64_t done = 0;
+    while (done < n) done += read_some(dst + done, n - done, n, done, what);
+  }
+  // The same into out (resized to n), which grows with the bytes actually read (16 MiB, then
+  // doubling): a corrupt header claiming gigabytes of pixels in a small file is reported as
+  // truncated instead of first allocating everything it claims.
+  void read_exact(std::vector<uint8_t>& out, uint64_t n, const char* what) {
+    constexpr uint64_t kFirstChunk = uint64_t(16) << 20;
+    out.clear();
+    uint64_t done = 0;
     while (done < n) {
-      const unsigned chunk = unsigned(std::min<uint64_t>(n - done, uint64_t(1) << 30));
-      const int got = gzread(f_, dst + done, chunk);
-      if (got < 0) {
-        int errnum = 0;
-        const char* msg = gzerror(f_, &errnum);
-        throw InputError(path_ + ": corrupt IDX file while reading " + what + ": " + (msg ? msg : "gzip error"));
-      }
-      if (got == 0)
-        throw InputError(path_ + ": truncated IDX file: " + what + " needs " + std::to_string(n) + " bytes, file ends after " +
-                         std::to_string(done));
-      done += uint64_t(got);
+      const uint64_t want = std::min(n - done, std::max(kFirstChunk, done));
+      out.resize(size_t(done + want));
+      done += read_some(out.data() + done, want, n, done, what);
     }
+  }
+  // Reads up to n bytes (at least one) of the `total` that `what` needs, `done` of them read already.
+  uint64_t read_some(uint8_t* dst, uint64_t n, uint64_t total, uint64_t done, const char* what) {
+    const unsigned chunk = unsigned(std::min<uint64_t>(n, uint64_t(1) << 30));
+    const int got = gzread(f_, dst, chunk);
+    if (got < 0) {
+      int errnum = 0;
+      const char* msg = gzerror(f_, &errnum);
+      throw InputError(path_ + ": corrupt IDX file while reading " + what + ": " + (msg ? msg : "gzip error"));
+    }
+    if (got == 0)
+      throw InputError(path_ + ": truncated IDX file: " + what + " needs " + std::to_string(total) +
+                       " bytes, file ends after " + std::to_string(done));
+    return uint64_t(got);
   }
   bool at_end() {
     uint8_t extra;
@@ -136,8 +152,7 @@ class IdxDataset : public Dataset {
                        "x" + std::to_string(cols));
     const uint64_t bytes = uint64_t(n) * rows * cols;
     if (bytes > kMaxIdxBytes) throw InputError(images_path_ + ": IDX header claims " + std::to_string(bytes) + " bytes of pixels");
-    pixels_.resize(size_t(bytes));
-    f.read_exact(pixels_.data(), bytes, "the pixels");
+    f.read_exact(pixels_, bytes, "the pixels");
     if (!f.at_end()) throw InputError(images_path_ + ": trailing bytes after the " + std::to_string(n) + " images the header declares");
     count_ = n;
     rows_ = int(rows);
@@ -153,8 +168,7 @@ class IdxDataset : public Dataset {
     const uint32_t n = be32(header + 4);
     if (int64_t(n) != count_)
       throw InputError(labels_path_ + ": " + std::to_string(n) + " labels for " + std::to_string(count_) + " images in " + images_path_);
-    labels_.resize(n);
-    f.read_exact(labels_.data(), n, "the labels");
+    f.read_exact(labels_, n, "the labels");
     if (!f.at_end()) throw InputError(labels_path_ + ": trailing bytes after the " + std::to_string(n) + " labels");
     int max_label = 0;
     for (uint8_t l : labels_) max_label = std::max<int>(max_label, l);

@@ -11,18 +11,53 @@ namespace {
 
 using nlohmann::json;
 
+// diffusers and transformers write configs with Python's json.dumps, which spells non-finite
+// floats as the bare tokens NaN, Infinity and -Infinity (a DPMSolverMultistepScheduler config has
+// "lambda_min_clipped": -Infinity). Strict JSON has no such tokens: they are turned into the
+// strings "NaN", "Infinity", "-Infinity" (outside string literals only), so a key synthstream
+// never reads loads as before and one it reads fails with its type error naming the key.
+std::string quote_python_nonfinite(const std::string& text) {
+  std::string out;
+  out.reserve(text.size() + 16);
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) out += text[++i];
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    bool replaced = false;
+    for (const char* token : {"-Infinity", "Infinity", "NaN"}) {
+      const size_t n = std::char_traits<char>::length(token);
+      if (text.compare(i, n, token) == 0) {
+        out += '"' + std::string(token) + '"';
+        i += n - 1;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += c;
+  }
+  return out;
+}
+
 // One parsed config.json; every accessor names the file and the key in its errors.
 class ConfigFile {
  public:
   explicit ConfigFile(std::string path) : path_(std::move(path)) {
     std::ifstream in(path_, std::ios::binary);
-    if (!in) throw InputError(path_ + ": cannot open config file");
+    if (!in) throw InputError(with_errno(path_ + ": cannot open config file"));
     std::stringstream ss;
     ss << in.rdbuf();
     try {
       j_ = json::parse(ss.str());
     } catch (const json::exception& e) {
-      throw InputError(path_ + ": not valid JSON: " + e.what());
+      // Python's NaN/Infinity (see quote_python_nonfinite); anything else keeps the first error.
+      j_ = json::parse(quote_python_nonfinite(ss.str()), nullptr, /*allow_exceptions=*/false);
+      if (j_.is_discarded()) throw InputError(path_ + ": not valid JSON: " + e.what());
     }
     if (!j_.is_object()) throw InputError(path_ + ": top level is not a JSON object");
   }

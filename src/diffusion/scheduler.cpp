@@ -98,7 +98,8 @@ class Pndm final : public Scheduler {
       for (auto& t : ts) t = round_half_even(t);
     } else if (spacing_ == "leading") {
       const int64_t ratio = T / n;
-      for (int64_t i = 0; i < n; ++i) ts[i] = double(i * ratio + steps_offset_);
+      // In double: steps_offset comes from the file unbounded (int64 arithmetic could overflow).
+      for (int64_t i = 0; i < n; ++i) ts[i] = double(i * ratio) + double(steps_offset_);
     } else {
       const double ratio = double(T) / double(n);
       for (int64_t i = 0; i < n; ++i) ts[i] = round_half_even(double(T) - double(i) * ratio) - 1;
@@ -111,6 +112,7 @@ class Pndm final : public Scheduler {
     plms.push_back(ts[n - 1]);
     std::reverse(plms.begin(), plms.end());
     timesteps_ = plms;
+    check_grid();
     ets_.clear();
     counter_ = 0;
     cur_sample_ = torch::Tensor();
@@ -143,8 +145,8 @@ class Pndm final : public Scheduler {
     ++counter_;
     // Liu et al. eq. 11 (the transfer part phi): x_prev = sqrt(a_prev/a_t) x - (a_prev - a_t) eps /
     // (a_t sqrt(1 - a_prev) + sqrt(a_t (1 - a_t) a_prev)).
-    const double a_t = alphas_cumprod_[t];
-    const double a_prev = prev >= 0 ? alphas_cumprod_[prev] : (set_alpha_to_one_ ? 1.0 : alphas_cumprod_[0]);
+    const double a_t = alpha_bar(t);
+    const double a_prev = prev >= 0 ? alpha_bar(prev) : (set_alpha_to_one_ ? 1.0 : alphas_cumprod_[0]);
     const double sample_coeff = std::sqrt(a_prev / a_t);
     const double denom = a_t * std::sqrt(1 - a_prev) + std::sqrt(a_t * (1 - a_t) * a_prev);
     return sample_coeff * sample - ((a_prev - a_t) / denom) * eps;
@@ -175,16 +177,17 @@ class Ddim final : public Scheduler {
       for (int64_t i = 0; i < n; ++i) timesteps_[i] = round_half_even(ts[n - 1 - i]);
     } else if (spacing_ == "leading") {
       const int64_t ratio = T / n;
-      for (int64_t i = 0; i < n; ++i) timesteps_[i] = double((n - 1 - i) * ratio + steps_offset_);
+      for (int64_t i = 0; i < n; ++i) timesteps_[i] = double((n - 1 - i) * ratio) + double(steps_offset_);
     } else {
       const double ratio = double(T) / double(n);
       for (int64_t i = 0; i < n; ++i) timesteps_[i] = round_half_even(double(T) - double(i) * ratio) - 1;
     }
+    check_grid();
   }
   torch::Tensor step(const torch::Tensor& eps, double timestep, const torch::Tensor& sample) override {
     const int64_t t = int64_t(timestep), prev = t - train_steps_ / num_inference_steps_;
-    const double a_t = alphas_cumprod_[t];
-    const double a_prev = prev >= 0 ? alphas_cumprod_[prev] : (set_alpha_to_one_ ? 1.0 : alphas_cumprod_[0]);
+    const double a_t = alpha_bar(t);
+    const double a_prev = prev >= 0 ? alpha_bar(prev) : (set_alpha_to_one_ ? 1.0 : alphas_cumprod_[0]);
     // x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t); x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps.
     torch::Tensor x0 = (sample - std::sqrt(1 - a_t) * eps) / std::sqrt(a_t);
     if (clip_) x0 = x0.clamp(-clip_range_, clip_range_);
@@ -209,7 +212,7 @@ std::vector<double> sigma_timesteps(const std::string& spacing, int64_t T, int64
     }
   } else if (spacing == "leading") {
     const int64_t ratio = T / (dpm ? n + 1 : n);
-    for (int64_t i = 0; i < n; ++i) ts[i] = double((dpm ? n - i : n - 1 - i) * ratio + offset);
+    for (int64_t i = 0; i < n; ++i) ts[i] = double((dpm ? n - i : n - 1 - i) * ratio) + double(offset);
   } else {
     const double ratio = double(T) / double(n);
     for (int64_t i = 0; i < n; ++i) ts[i] = round_half_even(double(T) - double(i) * ratio) - 1;
@@ -338,6 +341,22 @@ Scheduler::Scheduler(std::string name, const SchedulerConfig& c, const std::stri
   if (spacing_ != "leading" && spacing_ != "linspace" && spacing_ != "trailing")
     throw InputError(who + ": timestep_spacing '" + spacing_ + "' must be leading, linspace or trailing");
   alphas_cumprod_ = alphas_cumprod_of(c, who);
+}
+
+void Scheduler::check_grid() const {
+  for (double t : timesteps_)
+    if (!(t >= 0 && t <= double(train_steps_ - 1)))
+      throw InputError("scheduler " + name_ + ": " + std::to_string(num_inference_steps_) + " steps give timestep " +
+                       std::to_string(int64_t(std::min(t, 9e18))) + ", outside [0, " + std::to_string(train_steps_ - 1) +
+                       "] (num_train_timesteps " + std::to_string(train_steps_) + ", steps_offset " +
+                       std::to_string(steps_offset_) + "): use fewer steps or a smaller steps_offset");
+}
+
+double Scheduler::alpha_bar(int64_t t) const {
+  if (t < 0 || t >= int64_t(alphas_cumprod_.size()))
+    throw Error("scheduler " + name_ + ": timestep " + std::to_string(t) + " outside [0, " +
+                std::to_string(alphas_cumprod_.size()) + ")");
+  return alphas_cumprod_[size_t(t)];
 }
 
 void Scheduler::check_steps(int64_t n) const {

@@ -32,6 +32,10 @@ class Scheduler {
  protected:
   Scheduler(std::string name, const SchedulerConfig& config, const std::string& default_spacing);
   void check_steps(int64_t n) const;
+  // Every timestep of the grid indexes alphas_cumprod (PNDM, DDIM): InputError naming the step
+  // count and steps_offset otherwise (SD's steps_offset 1 with 1000 leading steps gives 1000).
+  void check_grid() const;
+  double alpha_bar(int64_t t) const;  // alphas_cumprod_[t], Error when t is outside it
   std::string name_;
   int64_t train_steps_;
   int64_t steps_offset_;

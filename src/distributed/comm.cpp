@@ -42,7 +42,7 @@ auto guarded(const std::string& what, F&& f) -> decltype(f()) {
   } catch (const std::exception& e) {
     std::string msg = e.what();
     if (const size_t nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-    throw Error(what + " failed: " + msg);
+    throw CommError(what + " failed: " + msg);
   }
 }
 

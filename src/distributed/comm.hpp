@@ -11,9 +11,17 @@
 
 #include <torch/torch.h>
 
+#include "core/error.hpp"
 #include "distributed/env.hpp"
 
 namespace synth {
+
+// A collective, transfer or store operation failed: usually a peer is gone, which the job's
+// watchdog (watchdog.hpp) can name.
+class CommError : public Error {
+ public:
+  using Error::Error;
+};
 
 // An outstanding collective; wait() rethrows a failure as synth::Error.
 class PendingOp {

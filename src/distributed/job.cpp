@@ -25,6 +25,22 @@ std::unique_ptr<Job> Job::join(const DistEnv& env, const std::string& backend, i
   return job;
 }
 
+void Job::watch(std::chrono::milliseconds lost_after, Watchdog::OnVerdict on_verdict) {
+  if (env_.distributed()) watchdog_ = std::make_unique<Watchdog>(env_, lost_after, std::move(on_verdict));
+}
+
+void Job::publish_failure(const std::string& why) const {
+  if (watchdog_) watchdog_->publish_failure(why);
+}
+
+std::optional<std::string> Job::await_verdict() const {
+  return watchdog_ ? watchdog_->await_verdict() : std::nullopt;
+}
+
+void Job::finish() {
+  if (watchdog_) watchdog_->finish();
+}
+
 std::string collective_backend(const std::string& configured, bool cuda_training) {
   if (configured != "auto") return configured;
   return cuda_training ? "nccl" : "gloo";

@@ -10,6 +10,7 @@
 
 #include "distributed/comm.hpp"
 #include "distributed/env.hpp"
+#include "distributed/watchdog.hpp"
 
 namespace synth {
 struct DistConfig;
@@ -36,11 +37,22 @@ class Job {
   Comm* world() const { return world_.get(); }  // Gloo, every rank; only with generator ranks
   const Rendezvous* rendezvous() const { return rendezvous_ ? &*rendezvous_ : nullptr; }
 
+  // Lost ranks (watchdog.hpp): from here on every rank beats; a rank silent for lost_after, or a
+  // failure another rank published, reaches on_verdict once. Nothing for a job of one process.
+  void watch(std::chrono::milliseconds lost_after, Watchdog::OnVerdict on_verdict);
+  // This rank failed with `why`: the others stop with it. Nothing for a job of one process.
+  void publish_failure(const std::string& why) const;
+  // After a CommError: the verdict naming the lost or failed rank, when one comes in time.
+  std::optional<std::string> await_verdict() const;
+  // This rank's part ended normally (also after SIGTERM): no more beats expected from it.
+  void finish();
+
  private:
   DistEnv env_;
   int trainers_ = 1;
   std::optional<Rendezvous> rendezvous_;
   std::unique_ptr<Comm> trainers_group_, world_;
+  std::unique_ptr<Watchdog> watchdog_;
 };
 
 // The backend a config asks for: dist.backend, with "auto" = nccl when training on cuda, else gloo.

@@ -108,7 +108,7 @@ Evaluator::Evaluator(const Config& cfg, EvalShard shard) : cfg_(cfg), shard_(sha
 
   // Sets that fit eval.cache_mb together with the ones cached before them are decoded now and kept.
   const double budget = double(cfg.eval.cache_mb) * (1 << 20);
-  const double per_image = 3.0 * cfg.eval.crop * cfg.eval.crop * sizeof(float);
+  const double per_image = 3.0 * cfg.eval.crop * cfg.eval.crop * sizeof(float) + sizeof(int64_t);  // image + target
   double used = 0;
   std::unique_ptr<DecodePool> pool;
   for (Set& s : sets_) {
@@ -121,6 +121,13 @@ Evaluator::Evaluator(const Config& cfg, EvalShard shard) : cfg_(cfg), shard_(sha
     std::tie(s.cached, s.cached_targets) =
         readable(b.images, s.targets.slice(0, s.begin, s.end), *b.errors, s.cached_corrupt, s.cached_examples);
   }
+}
+
+int64_t Evaluator::cached_bytes() const {
+  int64_t n = 0;
+  for (const Set& s : sets_)
+    if (s.cached.defined()) n += int64_t(s.cached.nbytes()) + int64_t(s.cached_targets.nbytes());
+  return n;
 }
 
 int64_t Evaluator::size() const {

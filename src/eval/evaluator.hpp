@@ -65,6 +65,8 @@ class Evaluator {
   std::vector<EvalSetReport> evaluate(const Classifier& classify) const;
   int64_t size() const;  // images of this shard over all sets, unreadable ones included
   size_t set_count() const { return sets_.size(); }
+  // Bytes of preprocessed images kept between evaluations: at most eval.cache_mb MiB.
+  int64_t cached_bytes() const;
 
  private:
   struct Set {

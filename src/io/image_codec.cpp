@@ -183,7 +183,8 @@ int png_decode_c(const uint8_t* data, size_t size, uint8_t* out, int* h, int* w,
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   if (depth == 16) png_set_strip_16(png);
-  if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+  // A tRNS chunk becomes an alpha channel when palette_to_rgb expands it: strip that one too.
+  if ((color & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
   if (color == PNG_COLOR_TYPE_GRAY || color == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
   const int passes = png_set_interlace_handling(png);
   png_read_update_info(png, info);
@@ -347,7 +348,7 @@ ImageU8 decode_image_memory(const uint8_t* data, size_t size, const std::string&
 
 ImageU8 decode_image_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open image file");
+  if (!in) throw InputError(with_errno(path + ": cannot open image file"));
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();
   if (size < 0) throw InputError(path + ": cannot read image file");

@@ -20,18 +20,13 @@
 #include <utility>
 #include <vector>
 
+#include "io/safetensors_header.hpp"  // TensorInfo, the torch-free header parser
+
 namespace torch::nn {
 class Module;
 }
 
 namespace synth {
-
-struct TensorInfo {
-  std::string name;
-  std::string dtype;  // "F64","F32","F16","BF16","I64","I32","I16","I8","U8","BOOL"
-  std::vector<int64_t> shape;
-  uint64_t begin = 0, end = 0;  // byte range inside the data section
-};
 
 class SafeTensorsFile {
  public:

@@ -51,7 +51,7 @@ void check_field(const std::string& value, const std::string& what, size_t row) 
 
 std::string read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open file");
+  if (!in) throw InputError(with_errno(path + ": cannot open file"));
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) throw InputError(path + ": read error");
@@ -117,6 +117,9 @@ std::string format_class_file(const std::vector<ClassInfo>& classes, const std::
   for (size_t i = 0; i < classes.size(); ++i) {
     const auto& c = classes[i];
     check_field(c.id, "id", i);
+    // The id opens the written row: one starting with '#' would read back as a comment line.
+    if (!c.id.empty() && c.id[0] == '#')
+      throw InputError("class " + std::to_string(i) + ": id '" + c.id + "' starts with '#' (the row would read back as a comment)");
     check_field(c.name, "name", i);
     check_field(c.hypernyms, "hypernyms", i);
     check_field(c.definition, "definition", i);
@@ -128,7 +131,7 @@ std::string format_class_file(const std::vector<ClassInfo>& classes, const std::
 void save_class_file(const std::string& path, const std::vector<ClassInfo>& classes, const std::string& comment) {
   const std::string text = format_class_file(classes, comment);
   std::ofstream out(path, std::ios::binary);
-  if (!out) throw InputError(path + ": cannot open for writing");
+  if (!out) throw InputError(with_errno(path + ": cannot open for writing"));
   out << text;
   out.flush();
   if (!out) throw InputError(path + ": write error");

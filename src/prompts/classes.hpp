@@ -24,7 +24,8 @@ std::vector<ClassInfo> parse_class_file(const std::string& text, const std::stri
 std::vector<ClassInfo> load_class_file(const std::string& path);
 
 // Writes the four-column form with a comment header `comment` (may be empty, may be multi-line).
-// Throws InputError if a field holds a tab or newline (it could not be read back).
+// Throws InputError if a field holds a tab or newline, or an id starts with '#' (it could not be
+// read back).
 std::string format_class_file(const std::vector<ClassInfo>& classes, const std::string& comment = "");
 void save_class_file(const std::string& path, const std::vector<ClassInfo>& classes,
                      const std::string& comment = "");

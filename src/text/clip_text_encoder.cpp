@@ -47,7 +47,7 @@ torch::Tensor activation(const std::string& name, const torch::Tensor& x) {
 
 TextEncoderConfig load_text_encoder_config(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open config file");
+  if (!in) throw InputError(with_errno(path + ": cannot open config file"));
   std::stringstream ss;
   ss << in.rdbuf();
   json j;

@@ -320,7 +320,7 @@ struct ClipTokenizer::Impl {
 
 void ClipTokenizer::Impl::load(const std::string& vocab_path, const std::string& merges_path) {
   std::ifstream vin(vocab_path, std::ios::binary);
-  if (!vin) throw InputError(vocab_path + ": cannot open CLIP vocabulary");
+  if (!vin) throw InputError(with_errno(vocab_path + ": cannot open CLIP vocabulary"));
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(vin);
@@ -357,7 +357,7 @@ void ClipTokenizer::Impl::load(const std::string& vocab_path, const std::string&
   }
 
   std::ifstream min(merges_path, std::ios::binary);
-  if (!min) throw InputError(merges_path + ": cannot open BPE merges");
+  if (!min) throw InputError(with_errno(merges_path + ": cannot open BPE merges"));
   std::string line;
   size_t n = 0;
   int32_t rank = 0;

@@ -83,6 +83,12 @@ std::string read_range(std::ifstream& in, uint64_t at, uint64_t n) {
 // reader names them), from the zip's central directory; zip64 end records included. Only the
 // central directory has them all: LibTorch's writer puts the CRCs in data descriptors after each
 // record, and compresses some (code/), so the local headers cannot say where those are.
+//
+// It also checks, before LibTorch's reader sees the file, what that reader would otherwise act on
+// unchecked: its constructor, when it throws on an archive without records, without a top folder
+// or without a version record, leaks its zip state; and it allocates each record's uncompressed
+// size as the central directory states it, so a 100-byte file could ask for gigabytes. A record
+// may claim at most what deflate can expand its compressed bytes to (1032:1).
 std::map<std::string, uint32_t> stored_crcs(const fs::path& file) {
   std::ifstream in(file, std::ios::binary | std::ios::ate);
   const uint64_t size = uint64_t(in.tellg());
@@ -98,27 +104,52 @@ std::map<std::string, uint32_t> stored_crcs(const fs::path& file) {
     cd_size = le(end64, 40, 8);
     cd_at = le(end64, 48, 8);
   }
-  if (cd_at + cd_size > size) throw Error("zip central directory past the end of the file");
+  // (zip64 values are 64-bit: cd_at + cd_size could wrap around.)
+  if (cd_at > size || cd_size > size - cd_at) throw Error("zip central directory past the end of the file");
+  if (entries == 0) throw Error("zip archive has no records");
   const std::string cd = read_range(in, cd_at, cd_size);
   std::map<std::string, uint32_t> crcs;
   size_t at = 0;
   for (uint64_t i = 0; i < entries; ++i) {
     if (le(cd, at, 4) != 0x02014b50u) throw Error("bad zip central directory entry");
-    const size_t name_len = size_t(le(cd, at + 28, 2));
-    if (at + 46 + name_len > cd.size()) throw Error("zip structure runs past its end");
+    const size_t name_len = size_t(le(cd, at + 28, 2)), extra_len = size_t(le(cd, at + 30, 2));
+    if (at + 46 + name_len + extra_len > cd.size()) throw Error("zip structure runs past its end");
     const std::string name = cd.substr(at + 46, name_len);
+    if (i == 0 && name.find('/') == std::string::npos) throw Error("zip record '" + name + "' is not in a folder");
+    uint64_t compressed = le(cd, at + 20, 4), uncompressed = le(cd, at + 24, 4);
+    if (compressed == 0xffffffffu || uncompressed == 0xffffffffu) {
+      // The zip64 extended-information extra field (id 1): the 64-bit sizes, uncompressed first.
+      bool found = false;
+      for (size_t x = at + 46 + name_len; x + 4 <= at + 46 + name_len + extra_len;) {
+        const size_t id = size_t(le(cd, x, 2)), len = size_t(le(cd, x + 2, 2));
+        if (x + 4 + len > at + 46 + name_len + extra_len) break;
+        if (id == 1) {
+          size_t f = x + 4;
+          if (uncompressed == 0xffffffffu && f + 8 <= x + 4 + len) uncompressed = le(cd, f, 8), f += 8;
+          if (compressed == 0xffffffffu && f + 8 <= x + 4 + len) compressed = le(cd, f, 8);
+          found = true;
+        }
+        x += 4 + len;
+      }
+      if (!found) throw Error("zip record '" + name + "' has 32-bit size markers but no zip64 sizes");
+    }
+    if (compressed > size || uncompressed / 1032 > compressed)
+      throw Error("zip record '" + name + "' claims " + std::to_string(uncompressed) + " bytes from " +
+                  std::to_string(compressed) + " compressed in a " + std::to_string(size) + "-byte file");
     crcs[name.substr(name.find('/') + 1)] = uint32_t(le(cd, at + 16, 4));
-    at += 46 + name_len + size_t(le(cd, at + 30, 2)) + size_t(le(cd, at + 32, 2));
+    at += 46 + name_len + extra_len + size_t(le(cd, at + 32, 2));
   }
+  if (!crcs.count("version") && !crcs.count(".data/version")) throw Error("zip archive has no version record");
   return crcs;
 }
 
 // LibTorch's zip reader does not check the CRC-32s (its miniz is built without), so a flipped bit
 // in a tensor would load silently as a wrong weight or ledger. Checks every record, as the reader
-// returns it (inflated where compressed), against the CRC its writer stored.
+// returns it (inflated where compressed), against the CRC its writer stored. The central directory
+// is checked first, by stored_crcs, before LibTorch's reader opens the file.
 void verify_records(const fs::path& file) {
-  caffe2::serialize::PyTorchStreamReader reader(file.string());
   const std::map<std::string, uint32_t> crcs = stored_crcs(file);
+  caffe2::serialize::PyTorchStreamReader reader(file.string());
   for (const std::string& name : reader.getAllRecords()) {
     const auto [data, size] = reader.getRecord(name);
     const auto stored = crcs.find(name);

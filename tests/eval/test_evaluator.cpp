@@ -166,6 +166,32 @@ using synth::test::input_error;
 
 }  // namespace
 
+TEST_CASE("evaluator: eval.cache_mb bounds the images kept between evaluations; the results do not depend on it") {
+  const Trees t;
+  synth::Config c = t.config();
+  c.eval.sets = {"full=" + t.path("full"), "part=" + t.path("part") + ",classes=present",
+                 "part-all=" + t.path("part") + ",classes=partial", "v2=" + t.path("v2") + ",layout=index,index_ids=" + t.rev.string()};
+  c.eval.resize = c.eval.crop = 128;  // 3 x 128 x 128 floats + a target: 196,616 bytes an image
+  const int64_t per_image = 3 * 128 * 128 * 4 + 8;
+  const ColourClassifier neutral(c, torch::zeros({8}));
+  std::vector<std::vector<int64_t>> hits;
+  for (const int64_t cache_mb : {int64_t(0), int64_t(4), int64_t(1024)}) {
+    CAPTURE(cache_mb);
+    c.eval.cache_mb = cache_mb;
+    const synth::Evaluator eval(c);
+    CHECK(eval.cached_bytes() <= cache_mb << 20);
+    // Sets in order, each that still fits: 0 MiB none; 4 MiB skips full (24 images, 4.5 MiB) and
+    // keeps part and part-all (9 + 9 images, 3.4 MiB), not v2 (16 more); 1024 MiB all.
+    const int64_t kept = cache_mb == 0 ? 0 : cache_mb == 4 ? 18 : int64_t(t.full.size() + 2 * t.part.size() + t.v2.size());
+    CHECK(eval.cached_bytes() == kept * per_image);
+    std::vector<int64_t> h;
+    for (const auto& r : eval.evaluate(neutral)) h.push_back(r.result.top1_hits);
+    hits.push_back(h);
+  }
+  CHECK(hits[1] == hits[0]);
+  CHECK(hits[2] == hits[0]);
+}
+
 TEST_CASE("evaluator on JPEG trees: top-1/top-5 equal an independent computation, one row per set") {
   const Trees t;
   synth::Config c = t.config();

@@ -176,6 +176,6 @@ TEST_CASE("class file format: custom lists, round trip, errors") {
   CHECK(input_error([] { synth::parse_class_file("id\tname\nn1\t\n", "r.tsv"); }) == "r.tsv:2: empty class name");
   CHECK(input_error([] { synth::parse_class_file("name\na\tb\n", "r.tsv"); }).find("r.tsv:2: 2 fields") == 0);
   CHECK(input_error([] { synth::parse_class_file("id\tname\nn1\ta\nn1\tb\n", "r.tsv"); }) == "r.tsv:3: duplicate class id 'n1'");
-  CHECK(input_error([] { synth::load_class_file("/nonexistent/classes.tsv"); }) == "/nonexistent/classes.tsv: cannot open file");
+  CHECK(input_error([] { synth::load_class_file("/nonexistent/classes.tsv"); }) == "/nonexistent/classes.tsv: cannot open file: No such file or directory");
   CHECK(input_error([] { synth::load_id_list(temp_file("ids.txt", "# nothing\n\n")); }).find("id list is empty") != std::string::npos);
 }

@@ -216,7 +216,7 @@ TEST_CASE("from_config, listing and bad configurations") {
   no_scene.template_weights = {1, 1, 1, 1, 1, 0};
   CHECK(PromptStream::from_config(no_scene).scenes().empty());
   no_scene.template_weights = {1, 1, 1, 1, 1, 1};
-  CHECK(input_error([&] { PromptStream::from_config(no_scene); }) == "/nonexistent/scenes.txt: cannot open file");
+  CHECK(input_error([&] { PromptStream::from_config(no_scene); }) == "/nonexistent/scenes.txt: cannot open file: No such file or directory");
 
   const std::vector<ClassInfo> bare = {{"", "red panda", "", "a mammal"}};
   CHECK(input_error([&] { PromptStream(0, {}, {PromptTemplate::kC}, {}, {}); }) == "prompt stream: class list is empty");

@@ -175,9 +175,9 @@ TEST_CASE("bad tokenizer files: one InputError naming the file") {
     CHECK(ok.bpe_tokens("ab aab") == std::vector<std::string>{"ab</w>", "a", "ab</w>"});
   }
   std::string dir = tokenizer_dir("missing", "", merges);
-  CHECK(input_error([&] { ClipTokenizer t(dir); }) == dir + "/vocab.json: cannot open CLIP vocabulary");
+  CHECK(input_error([&] { ClipTokenizer t(dir); }) == dir + "/vocab.json: cannot open CLIP vocabulary: No such file or directory");
   dir = tokenizer_dir("no_merges", vocab, "");
-  CHECK(input_error([&] { ClipTokenizer t(dir); }) == dir + "/merges.txt: cannot open BPE merges");
+  CHECK(input_error([&] { ClipTokenizer t(dir); }) == dir + "/merges.txt: cannot open BPE merges: No such file or directory");
   dir = tokenizer_dir("bad_json", "{\"a\": 1,", merges);
   CHECK(input_error([&] { ClipTokenizer t(dir); }).find(dir + "/vocab.json: malformed JSON") == 0);
   dir = tokenizer_dir("array", "[1, 2]", merges);
