@@ -60,6 +60,7 @@ for step, (images, labels, indices) in enumerate(stream, 1):
         os.replace(ckpt + ".tmp", ckpt)
     if step % 10 == 0:
         print(f"{stream.position}/{cfg.total_images} images, loss {loss.item():.4f}", flush=True)
+print(f"{stream.position}/{cfg.total_images} images, done", flush=True)
 if args.indices_out:
     with open(f"{args.indices_out}.{stream.rank}", "w") as f:
         f.write(" ".join(map(str, trained)))
