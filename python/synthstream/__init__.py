@@ -55,12 +55,17 @@ class Stream(torch.utils.data.IterableDataset):
         self.rank, self.world_size = _rank_and_world(rank, world_size)
         self._position, self._ledger = 0, "low=0;dup=0;sparse="
         self._live = None
-        # Opens the source now, so a missing model or dataset fails here, not at the first batch.
-        self._live = _core.BatchStream(self.config, self.rank, self.world_size, self._position, self._ledger)
+        # Opens the source now, so a missing model or dataset fails here, not at the first batch;
+        # once: load_state_dict and a new iteration reuse its models or dataset.
+        self._source = _core.TrainingSource(self.config)
+        self._live = self._make_live()
+
+    def _make_live(self):
+        return _core.BatchStream(self._source, self.config, self.rank, self.world_size, self._position, self._ledger)
 
     def __iter__(self):
         if self._live is None:
-            self._live = _core.BatchStream(self.config, self.rank, self.world_size, self._position, self._ledger)
+            self._live = self._make_live()
         live, self._live = self._live, None
         try:
             while True:
@@ -95,7 +100,8 @@ class Stream(torch.utils.data.IterableDataset):
             if state.get(key) != mine:
                 raise InputError(f"stream state: {key} = {state.get(key)} was saved, this stream has {mine}")
         self._position, self._ledger = int(state["position"]), str(state["ledger"])
-        self._live = _core.BatchStream(self.config, self.rank, self.world_size, self._position, self._ledger)
+        self._live = None  # the old stream's producers stop before the new one's start
+        self._live = self._make_live()
 
     def ledger(self):
         """This rank's ledger: count, duplicates, gaps and exactly_once over [0, position) (one rank)."""

@@ -103,12 +103,23 @@ PYBIND11_MODULE(_core, m) {
     return synth::load_config(path, overrides, synth::kTrainData);
   }, py::arg("path"), py::arg("overrides") = std::vector<std::string>{});
 
-  py::class_<synth::BatchStream>(m, "BatchStream")
-      .def(py::init([](const synth::Config& cfg, int rank, int ranks, uint64_t position, const std::string& ledger) {
-             return std::make_unique<synth::BatchStream>(
-                 cfg, rank, ranks, synth::StreamState{position, synth::Ledger::deserialize(ledger)});
+  // Opened once per Stream (the generator's models or the dataset), shared by the BatchStreams that
+  // Stream builds at each load_state_dict or new iteration.
+  py::class_<synth::TrainingSource, std::shared_ptr<synth::TrainingSource>>(m, "TrainingSource")
+      .def(py::init([](const synth::Config& cfg) {
+             py::gil_scoped_release nogil;
+             return std::make_shared<synth::TrainingSource>(synth::open_training_source(cfg));
            }),
-           py::arg("config"), py::arg("rank"), py::arg("world_size"), py::arg("position") = 0,
+           py::arg("config"))
+      .def_property_readonly("name", [](const synth::TrainingSource& t) { return t.source.name; });
+
+  py::class_<synth::BatchStream>(m, "BatchStream")
+      .def(py::init([](std::shared_ptr<synth::TrainingSource> source, const synth::Config& cfg, int rank, int ranks,
+                       uint64_t position, const std::string& ledger) {
+             return std::make_unique<synth::BatchStream>(
+                 std::move(source), cfg, rank, ranks, synth::StreamState{position, synth::Ledger::deserialize(ledger)});
+           }),
+           py::arg("source"), py::arg("config"), py::arg("rank"), py::arg("world_size"), py::arg("position") = 0,
            py::arg("ledger") = std::string("low=0;dup=0;sparse="))
       .def("next", &next_batch)
       .def_property_readonly("position", &synth::BatchStream::position)

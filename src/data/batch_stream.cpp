@@ -27,7 +27,7 @@ TrainingSource open_training_source(const Config& cfg, bool load_models) {
 }
 
 struct BatchStream::Impl {
-  TrainingSource opened;
+  std::shared_ptr<const TrainingSource> opened;
   std::unique_ptr<Ring> ring;
   std::unique_ptr<StreamShard> shard;
   std::unique_ptr<OrderedBatcher> batcher;
@@ -38,6 +38,10 @@ struct BatchStream::Impl {
 };
 
 BatchStream::BatchStream(const Config& cfg, int rank, int ranks, StreamState state)
+    : BatchStream(std::make_shared<const TrainingSource>(open_training_source(cfg)), cfg, rank, ranks, std::move(state)) {}
+
+BatchStream::BatchStream(std::shared_ptr<const TrainingSource> source, const Config& cfg, int rank, int ranks,
+                         StreamState state)
     : impl_(std::make_unique<Impl>()), position_(state.position), ledger_(std::move(state.ledger)) {
   Impl& s = *impl_;
   s.end = uint64_t(cfg.train.total_images);
@@ -48,18 +52,19 @@ BatchStream::BatchStream(const Config& cfg, int rank, int ranks, StreamState sta
     throw InputError("stream: resume position " + std::to_string(position_) +
                      " is not a step boundary of train.batch_size = " + std::to_string(s.batch) +
                      " within train.total_images = " + std::to_string(s.end));
-  s.opened = open_training_source(cfg);
+  if (!source) throw Error("stream: no training source");
+  s.opened = std::move(source);
   if (position_ == s.end) return;
   s.ring = std::make_unique<Ring>(size_t(cfg.ring.slots), size_t(cfg.ring.max_height) * size_t(cfg.ring.max_width) * 3);
   s.shard = std::make_unique<StreamShard>(position_, s.end, s.batch, rank, ranks);
   s.batcher = std::make_unique<OrderedBatcher>(*s.ring, *s.shard);
-  s.producer = s.opened.source.make_producer(*s.ring, IndexSequence::of(*s.shard));
+  s.producer = s.opened->source.make_producer(*s.ring, IndexSequence::of(*s.shard));
 }
 
 BatchStream::~BatchStream() = default;
 
 uint64_t BatchStream::end() const { return impl_->end; }
-const ImageSource& BatchStream::source() const { return impl_->opened.source; }
+const ImageSource& BatchStream::source() const { return impl_->opened->source; }
 
 std::optional<StreamBatch> BatchStream::next() {
   Impl& s = *impl_;

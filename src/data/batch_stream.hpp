@@ -49,6 +49,9 @@ class BatchStream {
   // train.batch_size. Loads the generator's models or opens the dataset now (InputError naming the
   // file or key when it cannot); generation starts with the first next().
   BatchStream(const Config& cfg, int rank, int ranks, StreamState state = {});
+  // The same over a source opened once (open_training_source of this config) and shared: a stream
+  // built again at a saved state (Python's load_state_dict) starts without loading the models again.
+  BatchStream(std::shared_ptr<const TrainingSource> source, const Config& cfg, int rank, int ranks, StreamState state = {});
   ~BatchStream();
   BatchStream(const BatchStream&) = delete;
   BatchStream& operator=(const BatchStream&) = delete;

@@ -8,6 +8,7 @@
 """
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -79,6 +80,22 @@ def test_exactly_once_across_kill_and_resume(tmp_path):
     assert sorted(final["committed"]) == list(range(1280)) and len(final["committed"]) == 1280
     report = synthstream.ledger_report(final["stream"]["ledger"], 1280)
     assert report == {"count": 1280, "duplicates": 0, "gaps": 0, "exactly_once": True}
+
+
+def test_load_state_dict_reuses_the_models_it_opened(tmp_path):
+    # The models are read once, by Stream(): a copy that is gone afterwards cannot be read again by
+    # load_state_dict, which must still continue the stream exactly once.
+    model = tmp_path / "fmnist-sd"
+    shutil.copytree(REPO / "models/fmnist-sd", model)
+    stream = synthstream.Stream(SMOKE, overrides=small(256, 64) + [f'generator.model_dir="{model}"'])
+    first = next(iter(stream))[2]
+    state = stream.state_dict()
+    shutil.rmtree(model)
+    stream.load_state_dict(state)
+    rest = [indices for _, _, indices in stream]
+    assert torch.cat([first] + rest).tolist() == list(range(256))
+    report = stream.ledger()
+    assert (report["duplicates"], report["gaps"]) == (0, 0)
 
 
 def test_two_ranks_split_each_global_batch():
