@@ -55,6 +55,7 @@ class Stream(torch.utils.data.IterableDataset):
         self.rank, self.world_size = _rank_and_world(rank, world_size)
         self._position, self._ledger = 0, "low=0;dup=0;sparse="
         self._live = None
+        self._epoch = 0  # bumped by each new iteration and load_state_dict: only the newest writes back
         # Opens the source now, so a missing model or dataset fails here, not at the first batch;
         # once: load_state_dict and a new iteration reuse its models or dataset.
         self._source = _core.TrainingSource(self.config)
@@ -67,15 +68,21 @@ class Stream(torch.utils.data.IterableDataset):
         if self._live is None:
             self._live = self._make_live()
         live, self._live = self._live, None
+        self._epoch += 1
+        epoch = self._epoch
         try:
             while True:
                 batch = live.next()
                 if batch is None:
                     return
-                self._position, self._ledger = live.position, live.ledger
+                if epoch == self._epoch:
+                    self._position, self._ledger = live.position, live.ledger
                 yield batch
         finally:
-            self._position, self._ledger = live.position, live.ledger
+            # An iterator abandoned before a load_state_dict (or a newer iteration) and collected
+            # after it must not move the stream back to where it stood.
+            if epoch == self._epoch:
+                self._position, self._ledger = live.position, live.ledger
 
     def __len__(self):
         """Batches this rank gets from the current position to the end."""
@@ -100,6 +107,7 @@ class Stream(torch.utils.data.IterableDataset):
             if state.get(key) != mine:
                 raise InputError(f"stream state: {key} = {state.get(key)} was saved, this stream has {mine}")
         self._position, self._ledger = int(state["position"]), str(state["ledger"])
+        self._epoch += 1
         self._live = None  # the old stream's producers stop before the new one's start
         self._live = self._make_live()
 

@@ -98,6 +98,21 @@ def test_load_state_dict_reuses_the_models_it_opened(tmp_path):
     assert (report["duplicates"], report["gaps"]) == (0, 0)
 
 
+def test_an_abandoned_iterator_does_not_move_a_restored_stream(tmp_path):
+    # A script keeps an iterator, restores an earlier state and drops the iterator afterwards: its
+    # clean-up must not put the stream back where that iterator stood (indices 64..127 lost).
+    stream = synthstream.Stream(SMOKE, overrides=small(256, 64))
+    start = stream.state_dict()
+    old = iter(stream)
+    next(old), next(old)
+    stream.load_state_dict(start)
+    del old
+    assert stream.position == 0
+    seen = torch.cat([indices for _, _, indices in stream]).tolist()
+    assert seen == list(range(256))
+    assert stream.ledger()["exactly_once"]
+
+
 def test_two_ranks_split_each_global_batch():
     need_fmnist()
     one = [b[2].tolist() for b in synthstream.Stream(FMNIST_CFG, rank=0, world_size=1, overrides=small(640, 128))]
