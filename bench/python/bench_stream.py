@@ -52,6 +52,7 @@ for _ in range(args.repeat):  # alternated, so a slow spell of the machine hits 
     peers.append(cpp_rate())
     rates.append(python_rate())
 peer, rate = max(peers), max(rates)
+med = lambda xs: sorted(xs)[len(xs) // 2]
 print(f"C++ producers (stream-bench --generator-only): {peer:.1f} images/s (runs: {', '.join(f'{x:.1f}' for x in peers)})")
 print(f"synthstream.Stream (Python iterator):          {rate:.1f} images/s (runs: {', '.join(f'{x:.1f}' for x in rates)}), {n} images each")
-print(f"ratio Python / C++: {rate / peer:.3f}")
+print(f"ratio Python / C++: {rate / peer:.3f} best against best, {med(rates) / med(peers):.3f} median against median")

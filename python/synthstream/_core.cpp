@@ -9,6 +9,7 @@
 #include "augment/simple_augment.hpp"
 #include "augment/train_augment.hpp"
 #include "config/load.hpp"
+#include "core/host_memory.hpp"
 #include "core/error.hpp"
 #include "data/batch_stream.hpp"
 #include "data/dataset.hpp"
@@ -91,6 +92,9 @@ PYBIND11_MODULE(_core, m) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
     }
   });
+
+  m.def("keep_freed_memory", &synth::keep_freed_memory,
+        "glibc keeps freed blocks for reuse (mallopt), as the synthstream commands do (core/host_memory.hpp)");
 
   py::class_<synth::Config>(m, "Config")
       .def_property_readonly("source_file", [](const synth::Config& c) { return c.source_file; })
