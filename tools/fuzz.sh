@@ -42,13 +42,17 @@ ALL_TARGETS=(safetensors config image idx tokenizer tokenizer_files classes word
 read -r -a TARGETS <<< "${FUZZ_TARGETS:-${ALL_TARGETS[*]}}"
 
 # Per target: -max_len (the largest input worth mutating: a real config or checkpoint seed fits),
-# and the dictionary, if any.
-declare -A MAX_LEN=([safetensors]=8192 [config]=16384 [image]=16384 [idx]=4096 [tokenizer]=2048
+# and the dictionary, if any. image: 2048 (seeds <= 994 bytes): the decoder allows 16384 pixels per
+# byte, so a 16 KiB input may legally decode to 2^28 pixels (768 MiB, plus 512 MiB of libjpeg
+# coefficients), more than the 2 GB RSS limit of an ASan process holds; 2 KiB caps it at 100 MiB.
+declare -A MAX_LEN=([safetensors]=8192 [config]=16384 [image]=2048 [idx]=4096 [tokenizer]=2048
                     [tokenizer_files]=32768 [classes]=16384 [wordnet]=8192 [checkpoint]=32768 [model_config]=4096)
 declare -A DICT=([safetensors]=json [config]=config [image]=image [tokenizer]=tokenizer [tokenizer_files]=json
                  [classes]=classes [wordnet]=wordnet [checkpoint]=checkpoint [model_config]=json)
-# Extra libFuzzer flags per target (none needed: leak detection is on everywhere, see LSAN_OPTIONS).
-declare -A EXTRA=()
+# Extra libFuzzer flags per target (leak detection is on everywhere, see LSAN_OPTIONS). image: no
+# legal decode of a 2 KiB input allocates 1 GB at once (buffers grow with the rows decoded), so a
+# 1 GB per-allocation limit catches a header or chunk length trusted again (regressions/image).
+declare -A EXTRA=([image]="-malloc_limit_mb=1024")
 
 # ---- build ------------------------------------------------------------------------------------
 # ccache may cache the LibTorch translation units, which use a precompiled header.

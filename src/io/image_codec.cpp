@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csetjmp>
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <new>
 
 #include <jpeglib.h>
 #include <jerror.h>
@@ -31,6 +33,36 @@ constexpr size_t kErrLen = 256;
 // Refuse images whose decoded size would be absurd (a corrupt header can claim 65535 x 65535):
 // 2^28 pixels is 768 MiB of RGB, far beyond any training image.
 constexpr uint64_t kMaxPixels = uint64_t(1) << 28;
+// And whose header claims more pixels than the file's bytes can encode, so that a 700-byte file
+// cannot cost a 768 MiB buffer (found by fuzzing: 2.4 GB peak with libjpeg's progressive arrays).
+// PNG: deflate expands at most 1032:1 (RFC 1951: a 258-byte match takes >= 2 bits) and a scanline
+// holds >= 1 bit per pixel, so <= 8256 pixels per byte. Huffman JPEG: each 8x8 block of each
+// component takes >= 1 bit (its DC code) and the coarsest component (sampling 1 of 4 per axis)
+// still has >= pixels / 1024 blocks, so <= 8192 pixels per byte. Twice that, to refuse nothing valid.
+// Arithmetic-coded JPEG can go further on a uniform image (a decision can cost 1e-4 bit), and
+// libjpeg then decodes a 188-byte file to 123 megapixels of gray without a warning (found by
+// fuzzing): it is held to the same bound, which no photograph comes near (~1-100 pixels per byte).
+constexpr uint64_t kMaxPixelsPerByte = 16384;
+// libjpeg's whole-image arrays (progressive and multi-scan files keep every coefficient: 2 bytes per
+// sample, 1.5-3 per pixel): beyond this it stops with "Backing store not supported", never
+// allocating more (a 170-megapixel 4:2:0 progressive JPEG still fits).
+constexpr long kJpegMaxMemory = 512L << 20;
+
+bool more_than_bytes_can_hold(uint64_t h, uint64_t w, size_t size) { return h * w > kMaxPixelsPerByte * uint64_t(size); }
+
+// Makes `out` hold `bytes` (rows of a decode in progress), growing its capacity from 16 MiB by
+// doubling up to `total`: the memory follows the rows decoded, not the size a header claims (under
+// ASan even an untouched reservation costs an eighth of it in shadow). False when the allocation
+// fails, so the setjmp-based decoders can clean up and report it.
+bool grow_rows(std::vector<uint8_t>* out, size_t bytes, size_t total) noexcept {
+  try {
+    if (bytes > out->capacity()) out->reserve(std::min(total, std::max({bytes, size_t(16) << 20, 2 * out->capacity()})));
+    out->resize(bytes);
+    return true;
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+}
 
 // ---------------------------------------------------------------- JPEG
 
@@ -42,7 +74,11 @@ struct JpegErr {
 
 void jpeg_error_exit_cb(j_common_ptr cinfo) {
   JpegErr* err = reinterpret_cast<JpegErr*>(cinfo->err);
-  (*cinfo->err->format_message)(cinfo, err->message);
+  if (cinfo->err->msg_code == JERR_NO_BACKING_STORE)  // libjpeg's words for "over max_memory_to_use"
+    std::snprintf(err->message, kErrLen, "its coefficients need more than %ld MiB (a multi-scan JPEG this large is refused)",
+                  kJpegMaxMemory >> 20);
+  else
+    (*cinfo->err->format_message)(cinfo, err->message);
   longjmp(err->jump, 1);
 }
 
@@ -59,9 +95,10 @@ void jpeg_emit_message_cb(j_common_ptr cinfo, int msg_level) {
   cinfo->err->num_warnings++;
 }
 
-// Decodes to RGB. With out == nullptr only the header is read (dimensions into *h, *w).
-// Returns 0 on success, 1 on a decoder error (message in errbuf).
-int jpeg_decode_c(const uint8_t* data, size_t size, uint8_t* out, int* h, int* w, char* errbuf) {
+// Decodes to RGB, appending each row to *out (grow_rows: rows never decoded cost nothing). With out == nullptr only
+// the header is read (dimensions into *h, *w). Returns 0 on success, 1 on a decoder error (message
+// in errbuf).
+int jpeg_decode_c(const uint8_t* data, size_t size, std::vector<uint8_t>* out, int* h, int* w, char* errbuf) {
   jpeg_decompress_struct cinfo;
   JpegErr err;
   std::memset(&cinfo, 0, sizeof cinfo);
@@ -76,7 +113,15 @@ int jpeg_decode_c(const uint8_t* data, size_t size, uint8_t* out, int* h, int* w
   }
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, data, (unsigned long)size);
+  cinfo.mem->max_memory_to_use = kJpegMaxMemory;
   jpeg_read_header(&cinfo, TRUE);
+  if (more_than_bytes_can_hold(cinfo.image_height, cinfo.image_width, size)) {
+    std::snprintf(errbuf, kErrLen, "header claims %ux%u pixels, more than %zu bytes of %s JPEG data can hold",
+                  unsigned(cinfo.image_height), unsigned(cinfo.image_width), size,
+                  cinfo.arith_code ? "arithmetic-coded" : "Huffman-coded");
+    jpeg_destroy_decompress(&cinfo);
+    return 1;
+  }
   // CMYK/YCCK (Adobe, inverted) cannot be converted to RGB by libjpeg: decode CMYK and convert.
   const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
@@ -98,7 +143,12 @@ int jpeg_decode_c(const uint8_t* data, size_t size, uint8_t* out, int* h, int* w
   if (cmyk)
     cmyk_row = (*cinfo.mem->alloc_sarray)(reinterpret_cast<j_common_ptr>(&cinfo), JPOOL_IMAGE, JDIMENSION(*w) * 4, 1);
   while (cinfo.output_scanline < cinfo.output_height) {
-    uint8_t* dst = out + size_t(cinfo.output_scanline) * stride;
+    if (!grow_rows(out, size_t(cinfo.output_scanline + 1) * stride, size_t(*h) * stride)) {
+      std::snprintf(errbuf, kErrLen, "out of memory for %dx%d pixels", *h, *w);
+      jpeg_destroy_decompress(&cinfo);
+      return 1;
+    }
+    uint8_t* dst = out->data() + size_t(cinfo.output_scanline) * stride;
     if (!cmyk) {
       JSAMPROW row = dst;
       jpeg_read_scanlines(&cinfo, &row, 1);
@@ -143,8 +193,9 @@ void png_error_cb(png_structp png, png_const_charp msg) {
 void png_warning_cb(png_structp, png_const_charp) {}
 
 // Decodes to 8-bit RGB: palette and gray expanded, 16-bit reduced, alpha stripped. With
-// out == nullptr only the header is read. Returns 0 on success, 1 on error (message in errbuf).
-int png_decode_c(const uint8_t* data, size_t size, uint8_t* out, int* h, int* w, char* errbuf) {
+// out == nullptr only the header is read; rows are appended to *out as jpeg_decode_c does. Returns
+// 0 on success, 1 on error (message in errbuf).
+int png_decode_c(const uint8_t* data, size_t size, std::vector<uint8_t>* out, int* h, int* w, char* errbuf) {
   PngSrc src;
   src.data = data;
   src.size = size;
@@ -171,9 +222,22 @@ int png_decode_c(const uint8_t* data, size_t size, uint8_t* out, int* h, int* w,
     return 1;
   }
   png_set_read_fn(png, &src, png_read_cb);
+  // Skip every ancillary chunk but tRNS: no decoded pixel depends on them (no gamma or colour
+  // management here), and libpng allocates a text or ICC chunk's stated length before reading it.
+  // Its 8 MB cap is only a warning for ancillary chunks: a 67-byte file with an iTXt claiming 1.2 GB
+  // got the 1.2 GB (found by fuzzing). Skipped chunks are read in small pieces and dropped.
+  static const png_byte kSkip[] = "bKGD\0cHRM\0eXIf\0gAMA\0hIST\0iCCP\0iTXt\0oFFs\0pCAL\0pHYs\0sBIT\0sCAL\0sPLT\0sRGB\0tEXt\0tIME\0zTXt";
+  png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, nullptr, 0);
+  png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, kSkip, int(sizeof kSkip / 5));
   png_read_info(png, info);
   *w = int(png_get_image_width(png, info));
   *h = int(png_get_image_height(png, info));
+  if (more_than_bytes_can_hold(uint64_t(*h), uint64_t(*w), size)) {
+    std::snprintf(errbuf, kErrLen, "header claims %dx%d pixels, more than %zu bytes of deflate data can hold", *h, *w,
+                  size);
+    png_destroy_read_struct(&png, &info, nullptr);
+    return 1;
+  }
   if (out == nullptr) {
     png_destroy_read_struct(&png, &info, nullptr);
     return 0;
@@ -196,8 +260,19 @@ int png_decode_c(const uint8_t* data, size_t size, uint8_t* out, int* h, int* w,
   }
   // Row by row (each Adam7 pass refines the rows in place), so nothing is allocated that a
   // longjmp would leak.
+  const size_t stride = size_t(*w) * 3;
+  const size_t total = size_t(*h) * stride;
   for (int pass = 0; pass < passes; ++pass)
-    for (int y = 0; y < *h; ++y) png_read_row(png, out + size_t(y) * size_t(*w) * 3, nullptr);
+    for (int y = 0; y < *h; ++y) {
+      // Adam7's first pass already spans every row; a plain PNG grows row by row.
+      const size_t need = passes > 1 ? total : size_t(y + 1) * stride;
+      if (out->size() < need && !grow_rows(out, need, total)) {
+        std::snprintf(errbuf, kErrLen, "out of memory for %dx%d pixels", *h, *w);
+        png_destroy_read_struct(&png, &info, nullptr);
+        return 1;
+      }
+      png_read_row(png, out->data() + size_t(y) * stride, nullptr);
+    }
   png_read_end(png, nullptr);
   png_destroy_read_struct(&png, &info, nullptr);
   return 0;
@@ -319,7 +394,7 @@ void write_atomically(const std::string& path, const char* kind, const Encode& e
   }
 }
 
-using DecodeFn = int (*)(const uint8_t*, size_t, uint8_t*, int*, int*, char*);
+using DecodeFn = int (*)(const uint8_t*, size_t, std::vector<uint8_t>*, int*, int*, char*);
 
 ImageU8 decode_with(DecodeFn fn, const char* kind, const uint8_t* data, size_t size, const std::string& name) {
   char err[kErrLen] = {0};
@@ -331,9 +406,11 @@ ImageU8 decode_with(DecodeFn fn, const char* kind, const uint8_t* data, size_t s
   img.height = h;
   img.width = w;
   img.channels = 3;
-  img.pixels.resize(img.bytes());
+  // Not allocated here: the decoder grows the buffer with the rows it decodes, so a header that lies
+  // about the size costs nothing before the data runs out.
   int h2 = 0, w2 = 0;
-  if (fn(data, size, img.pixels.data(), &h2, &w2, err) != 0) throw InputError(name + ": corrupt " + kind + ": " + err);
+  if (fn(data, size, &img.pixels, &h2, &w2, err) != 0) throw InputError(name + ": corrupt " + kind + ": " + err);
+  if (img.pixels.size() != img.bytes()) throw InputError(name + ": corrupt " + kind + ": fewer rows than its header states");
   return img;
 }
 

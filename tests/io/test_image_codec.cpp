@@ -77,6 +77,33 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
+// The dimensions in a JPEG's SOF segment or a PNG's IHDR chunk (its CRC-32 recomputed), as a
+// corrupt or hostile header would state them.
+std::vector<uint8_t> with_jpeg_size(std::vector<uint8_t> jpeg, int h, int w) {
+  for (size_t i = 2; i + 9 < jpeg.size();) {
+    const int marker = jpeg[i + 1], length = jpeg[i + 2] << 8 | jpeg[i + 3];
+    if (marker >= 0xC0 && marker <= 0xC2) {
+      jpeg[i + 5] = uint8_t(h >> 8), jpeg[i + 6] = uint8_t(h), jpeg[i + 7] = uint8_t(w >> 8), jpeg[i + 8] = uint8_t(w);
+      return jpeg;
+    }
+    i += 2 + size_t(length);
+  }
+  FAIL("no SOF segment");
+  return jpeg;
+}
+
+std::vector<uint8_t> with_png_size(std::vector<uint8_t> png, uint32_t h, uint32_t w) {
+  for (int k = 0; k < 4; ++k) png[16 + k] = uint8_t(w >> (24 - 8 * k)), png[20 + k] = uint8_t(h >> (24 - 8 * k));
+  uint32_t crc = 0xFFFFFFFFu;  // CRC-32 (PNG spec, Annex D) over "IHDR" and its 13 data bytes
+  for (size_t i = 12; i < 29; ++i) {
+    crc ^= png[i];
+    for (int b = 0; b < 8; ++b) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  crc ^= 0xFFFFFFFFu;
+  for (int k = 0; k < 4; ++k) png[29 + k] = uint8_t(crc >> (24 - 8 * k));
+  return png;
+}
+
 double mean_abs_diff(const ImageU8& a, const ImageU8& b) {
   double s = 0;
   for (size_t i = 0; i < a.pixels.size(); ++i) s += std::abs(int(a.pixels[i]) - int(b.pixels[i]));
@@ -253,4 +280,50 @@ TEST_CASE("corrupt, truncated and missing images are InputErrors naming the file
   const std::string empty = dir.file("empty.jpg");
   write_bytes(empty, {}, 0);
   CHECK_THROWS_WITH_AS(synth::decode_image_file(empty), doctest::Contains(empty.c_str()), synth::InputError);
+}
+
+TEST_CASE("a header claiming more pixels than the file's bytes can encode is refused before any buffer") {
+  // Found by fuzzing: a 654-byte progressive JPEG claiming 16000x16000 cost 2.4 GB (a zero-filled
+  // 768 MiB RGB buffer, then libjpeg's coefficient arrays) before the data ran out.
+  const auto jpeg = encode_jpeg(test_image(16, 16, 3, 8), 95);
+  const auto big_jpeg = with_jpeg_size(jpeg, 16000, 16000);
+  CHECK_THROWS_WITH_AS(synth::decode_image_memory(big_jpeg.data(), big_jpeg.size(), "claims.jpg"),
+                       doctest::Contains("claims.jpg: corrupt JPEG: header claims 16000x16000 pixels, more than"),
+                       synth::InputError);
+  TempDir dir;
+  synth::write_png(dir.file("small.png"), test_image(16, 16, 3, 9));
+  const auto png = read_bytes(dir.file("small.png"));
+  CHECK(synth::decode_image_memory(with_png_size(png, 16, 16).data(), png.size(), "same.png").height == 16);
+  const auto big_png = with_png_size(png, 16000, 16000);
+  CHECK_THROWS_WITH_AS(synth::decode_image_memory(big_png.data(), big_png.size(), "claims.png"),
+                       doctest::Contains("claims.png: corrupt PNG: header claims 16000x16000 pixels, more than"),
+                       synth::InputError);
+  // Found by fuzzing: arithmetic-coded JPEGs of under 200 bytes that libjpeg decodes, with no
+  // warning, to 123 and 16.5 megapixels of gray (tests/fuzz/regressions/image).
+  const std::string regressions = std::string(SYNTH_SOURCE_DIR) + "/tests/fuzz/regressions/image/";
+  for (const char* name : {"arithmetic_jpeg_decodes_2304x53503_gray_from_188_bytes.jpg",
+                           "arithmetic_jpeg_decodes_253x65289_gray_from_179_bytes.jpg"}) {
+    CAPTURE(name);
+    CHECK_THROWS_WITH_AS(synth::decode_image_file(regressions + name),
+                         doctest::Contains("bytes of arithmetic-coded JPEG data can hold"), synth::InputError);
+  }
+  // A multi-scan JPEG whose byte count passes the bound: libjpeg's coefficient arrays stop at 512 MiB.
+  CHECK_THROWS_WITH_AS(
+      synth::decode_image_file(regressions +
+                               "progressive_jpeg_16000x16000_padded_to_pass_the_byte_bound_coefficients_over_512MiB.jpg"),
+      doctest::Contains("its coefficients need more than 512 MiB"), synth::InputError);
+  // The bound (16384 pixels per byte, twice what deflate or Huffman JPEG can reach) refuses nothing
+  // real: uniform images, the most compressible there are, still decode.
+  ImageU8 flat = test_image(1024, 1024, 3, 10);
+  std::fill(flat.pixels.begin(), flat.pixels.end(), uint8_t(0));
+  synth::write_png(dir.file("flat.png"), flat);
+  CHECK(synth::decode_image_file(dir.file("flat.png")).pixels == flat.pixels);
+  const auto flat_jpeg = encode_jpeg(flat, 95);
+  CHECK(synth::decode_image_memory(flat_jpeg.data(), flat_jpeg.size(), "flat.jpg").width == 1024);
+  // The decoder's buffer grows with the rows (from 16 MiB, doubling): rows kept across the growth.
+  const ImageU8 big = test_image(2400, 2400, 3, 11);  // 17 MB of RGB
+  synth::write_png(dir.file("big.png"), big);
+  CHECK(synth::decode_image_file(dir.file("big.png")).pixels == big.pixels);
+  const auto photo_jpeg = encode_jpeg(big, 95);
+  CHECK(mean_abs_diff(synth::decode_image_memory(photo_jpeg.data(), photo_jpeg.size(), "big.jpg"), big) < 2.0);
 }
