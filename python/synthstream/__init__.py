@@ -56,7 +56,7 @@ class Stream(torch.utils.data.IterableDataset):
 
     rank / world_size default to torch.distributed's (or RANK / WORLD_SIZE, or 0 / 1). Use it
     directly or as `DataLoader(stream, batch_size=None)` (batches are made here; num_workers=0:
-    the stream has its own generator and decoder threads). The first Stream sets glibc to keep
+    the stream has its own generator and decoder threads). Creating a Stream sets glibc to keep
     freed memory for reuse, as the commands do (SYNTHSTREAM_KEEP_FREED_MEMORY=0: not).
     """
 
@@ -120,7 +120,7 @@ class Stream(torch.utils.data.IterableDataset):
                 raise InputError(f"stream state: {key} = {state.get(key)} was saved, this stream has {mine}")
         self._position, self._ledger = int(state["position"]), str(state["ledger"])
         self._epoch += 1
-        self._live = None  # the old stream's producers stop before the new one's start
+        self._live = None  # the old stream's ring and threads go before the new one allocates its ring
         self._live = self._make_live()
 
     def ledger(self):

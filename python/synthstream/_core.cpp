@@ -114,8 +114,7 @@ PYBIND11_MODULE(_core, m) {
              py::gil_scoped_release nogil;
              return std::make_shared<synth::TrainingSource>(synth::open_training_source(cfg));
            }),
-           py::arg("config"))
-      .def_property_readonly("name", [](const synth::TrainingSource& t) { return t.source.name; });
+           py::arg("config"));
 
   py::class_<synth::BatchStream>(m, "BatchStream")
       .def(py::init([](std::shared_ptr<synth::TrainingSource> source, const synth::Config& cfg, int rank, int ranks,
